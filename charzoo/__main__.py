@@ -1,0 +1,3 @@
+from charzoo.cli import main
+
+main()

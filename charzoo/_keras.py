@@ -1,0 +1,34 @@
+"""The one place that imports Keras (and with it TensorFlow), quietly.
+
+TensorFlow prints oneDNN, CUDA-stub and CPU-feature lines straight to file
+descriptor 2 while it imports, whatever the environment says. Pointing fd 2 at
+/dev/null for the duration of the import silences them and keeps oneDNN on.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def _import_keras_quietly():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import keras
+
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            tf.config.list_logical_devices()  # device set-up (cuInit and friends) logs here too
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    return keras
+
+
+keras = _import_keras_quietly()

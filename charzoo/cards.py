@@ -1,0 +1,91 @@
+"""Model cards: the README.md of a model directory, readable on the Hub and in a terminal."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from charzoo.models import ModelConfig
+
+LN2 = 0.6931471805599453
+
+
+def _yaml_scalar(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)  # a JSON string or number is valid YAML
+
+
+def front_matter(config: ModelConfig, metadata: dict[str, Any]) -> str:
+    corpus = metadata.get("corpus") or {}
+    lines = [
+        "---",
+        "library_name: keras",
+        "pipeline_tag: text-generation",
+        "tags:",
+        "- charzoo",
+        "- char-rnn",
+        f"- {config.cell}",
+        f"license: {_yaml_scalar(metadata.get('license', 'other'))}",
+    ]
+    if corpus.get("name"):
+        lines += ["datasets:", f"- {_yaml_scalar(corpus['name'])}"]
+    if metadata.get("base_model"):
+        lines.append(f"base_model: {_yaml_scalar(metadata['base_model'])}")
+    if metadata.get("val_loss") is not None:
+        name = metadata.get("name") or "charzoo-model"
+        lines += [
+            "model-index:",
+            f"- name: {_yaml_scalar(name)}",
+            "  results:",
+            "  - task:",
+            "      type: text-generation",
+            "    dataset:",
+            f"      name: {_yaml_scalar(corpus.get('name', 'unknown'))}",
+            f"      type: {_yaml_scalar(corpus.get('name', 'unknown'))}",
+            "      split: validation",
+            "    metrics:",
+            "    - type: bits_per_character",
+            f"      value: {metadata['val_loss'] / LN2:.4f}",
+            "    - type: nats_per_character",
+            f"      value: {metadata['val_loss']:.4f}",
+        ]
+    lines.append("---")
+    return "\n".join(lines)
+
+
+def model_card(config: ModelConfig, metadata: dict[str, Any]) -> str:
+    """The model card: YAML front matter for the Hub, then a plain-text-friendly Markdown body."""
+    corpus = metadata.get("corpus") or {}
+    name = metadata.get("name") or "charzoo model"
+    title = f"# {name}: a character-level {config.cell.upper()} language model"
+    rows = [
+        ("architecture", f"{config.layers} x {config.hidden} {config.cell.upper()}, embedding {config.embedding_dim}, "
+         f"dropout {config.dropout}"),
+        ("vocabulary", f"{config.vocab_size} characters"),
+        ("parameters", f"{metadata.get('params', 0):,}"),
+        ("training data", f"{corpus.get('name', 'unknown')} ({corpus.get('chars', 0):,} chars, "
+         f"sha256 {corpus.get('sha256', 'unknown')})"),
+        ("steps trained", f"{metadata.get('steps', 0):,}"),
+    ]
+    if metadata.get("val_loss") is not None:
+        rows.append(("val loss", f"{metadata['val_loss']:.4f} nats/char = {metadata['val_loss'] / LN2:.4f} bits/char"))
+    if metadata.get("base_model"):
+        rows.append(("fine-tuned from", str(metadata["base_model"])))
+    table = "\n".join(["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows])
+    ref = metadata.get("repo_id") or metadata.get("name") or "path/to/model"
+    usage = (
+        "```\n"
+        f"charzoo pull {ref}\n"
+        f"charzoo sample {ref} --prime \"The \" --length 300 --temperature 0.8\n"
+        "```\n\n"
+        "```python\n"
+        "import charzoo\n"
+        f"model = charzoo.load({ref!r})\n"
+        "print(model.sample(prime=\"The \", length=300)[0])\n"
+        "```"
+    )
+    parts = [front_matter(config, metadata), "", title, "", table, "", "## Usage", "", usage]
+    if metadata.get("command"):
+        parts += ["", "## Training", "", f"```\n{metadata['command']}\n```"]
+    for temperature, text in sorted((metadata.get("samples") or {}).items()):
+        parts += ["", f"## Sample at temperature {temperature}", "", "```", text, "```"]
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,196 @@
+"""The `charzoo` command line: parse, call the library, print.
+
+Only the standard library, typer and `charzoo.errors` are imported at module
+level; each command imports what it needs, so `charzoo --help` never loads
+TensorFlow.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+
+from charzoo.errors import CharzooError
+
+app = typer.Typer(
+    name="charzoo",
+    help="A zoo of character-level recurrent language models: train, sample, evaluate, share.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class Cell(str, enum.Enum):
+    lstm = "lstm"
+    gru = "gru"
+    rnn = "rnn"
+
+
+class Split(str, enum.Enum):
+    all = "all"
+    val = "val"
+
+
+ModelArg = Annotated[str, typer.Argument(help="Model directory, zoo name, or Hub repo id owner/name[@revision].")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _command_line() -> str:
+    return "charzoo " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _print_json(data: object) -> None:
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+@app.command(rich_help_panel="Models")
+def train(
+    corpus: Annotated[Path, typer.Argument(help="UTF-8 text file to train on.")],
+    out: Annotated[Path, typer.Option(help="Output model directory (checkpoints and samples go here too).")],
+    cell: Annotated[Optional[Cell], typer.Option(help="Recurrent cell.  [default: lstm]")] = None,
+    layers: Annotated[Optional[int], typer.Option(help="Stacked recurrent layers.  [default: 2]")] = None,
+    hidden: Annotated[Optional[int], typer.Option(help="Units per recurrent layer.  [default: 512]")] = None,
+    embedding_dim: Annotated[Optional[int], typer.Option(help="Character embedding size.  [default: 64]")] = None,
+    dropout: Annotated[Optional[float], typer.Option(help="Dropout after each recurrent layer.  [default: 0.0]")] = None,
+    seq_len: Annotated[int, typer.Option(help="Characters per training window.")] = 128,
+    batch_size: Annotated[int, typer.Option(help="Windows per batch.")] = 64,
+    steps: Annotated[Optional[int], typer.Option(help="Optimizer steps in total.")] = None,
+    epochs: Annotated[Optional[float], typer.Option(help="Passes over the training split (instead of --steps).")] = None,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (cosine decay to lr/10).")] = 2e-3,
+    val_fraction: Annotated[float, typer.Option(help="Last fraction of the corpus held out for validation.")] = 0.1,
+    sample_every: Annotated[int, typer.Option(help="Print and log a sample every N steps.")] = 500,
+    checkpoint_every: Annotated[int, typer.Option(help="Validate and checkpoint every N steps.")] = 500,
+    resume: Annotated[bool, typer.Option(help="Continue from the checkpoint in --out.")] = False,
+    force: Annotated[bool, typer.Option(help="Replace a model already in --out.")] = False,
+    seed: Annotated[int, typer.Option(help="Random seed (weights, data order, samples).")] = 0,
+    encoding: Annotated[str, typer.Option(help="Text encoding of the corpus.")] = "utf-8",
+    errors: Annotated[str, typer.Option(help="Decoding errors: strict, or replace to substitute U+FFFD.")] = "strict",
+) -> None:
+    """Train a char-RNN on a text file, with checkpoints and samples as it learns."""
+    from charzoo.training import TrainConfig
+    from charzoo.training import train as train_model
+
+    model_config = {
+        "cell": cell.value if cell else None, "layers": layers, "hidden": hidden,
+        "embedding_dim": embedding_dim, "dropout": dropout,
+    }
+    train_config = TrainConfig(
+        seq_len=seq_len, batch_size=batch_size, steps=steps, epochs=epochs, lr=lr, val_fraction=val_fraction,
+        sample_every=sample_every, checkpoint_every=checkpoint_every, seed=seed,
+    )
+    result = train_model(
+        corpus, out, model_config=model_config, train_config=train_config, resume=resume, force=force,
+        encoding=encoding, errors=errors, metadata={"name": out.name, "command": _command_line()},
+    )
+    val = result.metadata.get("val_loss")
+    typer.echo(f"saved {out}" + ("" if val is None else f" (val {val:.4f} nats/char)"))
+
+
+@app.command(rich_help_panel="Models")
+def sample(
+    model: ModelArg = "shakespeare",
+    prime: Annotated[str, typer.Option(help="Text that conditions the model; printed once.")] = "",
+    length: Annotated[int, typer.Option(help="Characters to generate per stream.")] = 500,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature, > 0.")] = 0.8,
+    top_k: Annotated[Optional[int], typer.Option(help="Sample among the K likeliest characters (1: greedy).")] = None,
+    top_p: Annotated[Optional[float], typer.Option(help="Sample among the likeliest characters with mass P.")] = None,
+    num: Annotated[int, typer.Option(help="Streams generated together in one batch.")] = 1,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed for reproducible output.")] = None,
+    stop: Annotated[Optional[str], typer.Option(help="End a stream at this string, e.g. '\\n'.")] = None,
+) -> None:
+    """Generate text from a model."""
+    from charzoo.sampling import check_sampling_options, sample_text
+    from charzoo.zoo import load
+
+    check_sampling_options(temperature, top_k, top_p, length, num)
+    stop = stop.encode("utf-8").decode("unicode_escape") if stop else None  # allow --stop "\n"
+    charmodel = load(model, on_source=_report_source)
+    charmodel.vocab.encode(prime)  # reject unknown characters before printing anything
+    if num == 1:
+        typer.echo(prime, nl=False)
+        sample_text(charmodel, prime=prime, length=length, temperature=temperature, top_k=top_k, top_p=top_p,
+                    seed=seed, stop=stop, on_text=lambda s: (sys.stdout.write(s), sys.stdout.flush()))
+        typer.echo()
+        return
+    texts = sample_text(charmodel, prime=prime, length=length, temperature=temperature, top_k=top_k,
+                        top_p=top_p, num=num, seed=seed, stop=stop)
+    separator = "\n" if stop is not None else "\n\n"  # names come one per line; passages need a gap
+    typer.echo(separator.join(prime + text for text in texts))
+
+
+@app.command("eval", rich_help_panel="Models")
+def eval_(
+    model: ModelArg,
+    textfile: Annotated[Path, typer.Argument(help="UTF-8 text to score.")],
+    split: Annotated[Split, typer.Option(help="Score all of the text, or its last --val-fraction.")] = Split.all,
+    val_fraction: Annotated[float, typer.Option(help="Validation fraction for --split val.")] = 0.1,
+    json_: JsonOpt = False,
+) -> None:
+    """Nats and bits per character of a model on a text (one stream, state carried)."""
+    from charzoo.data import read_corpus, split_text
+    from charzoo.evaluation import evaluate
+    from charzoo.zoo import load
+
+    text = read_corpus(textfile)
+    if split is Split.val:
+        text = split_text(text, val_fraction)[1]
+    result = evaluate(load(model, on_source=_report_source), text)
+    if json_:
+        _print_json(result.to_json())
+    else:
+        typer.echo(f"{result.chars} chars: {result.nats_per_char:.4f} nats/char, {result.bits_per_char:.4f} bits/char")
+
+
+@app.command(rich_help_panel="Models")
+def info(model: ModelArg, json_: JsonOpt = False) -> None:
+    """Architecture, parameter count and metadata of a model."""
+    from charzoo.zoo import count_params, load
+
+    charmodel = load(model, on_source=_report_source)
+    data = {
+        "config": {k: v for k, v in charmodel.config.to_dict().items()},
+        "params": count_params(charmodel.model),
+        "metadata": {k: v for k, v in charmodel.metadata.items() if k != "history"},
+        "path": str(charmodel.path),
+    }
+    if json_:
+        _print_json(data)
+        return
+    c = data["config"]
+    meta = charmodel.metadata
+    typer.echo(f"{charmodel.path}")
+    typer.echo(f"  {c['layers']} x {c['hidden']} {c['cell']}, embedding {c['embedding_dim']}, dropout {c['dropout']}, "
+               f"vocabulary {c['vocab_size']}, {data['params']:,} parameters")
+    corpus = meta.get("corpus") or {}
+    if corpus:
+        typer.echo(f"  trained on {corpus.get('name')} ({corpus.get('chars', 0):,} chars) for {meta.get('steps', 0):,} steps")
+    if meta.get("val_loss") is not None:
+        typer.echo(f"  val {meta['val_loss']:.4f} nats/char, {meta['val_loss'] / 0.6931471805599453:.4f} bits/char")
+
+
+def _report_source(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def main() -> None:
+    """Entry point: run the app; a `CharzooError` becomes one line on stderr and its exit code."""
+    try:
+        result = app(standalone_mode=False)
+    except CharzooError as e:
+        typer.echo(f"charzoo: error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except click.ClickException as e:  # usage errors: click's own message, exit 2
+        e.show()
+        sys.exit(e.exit_code)
+    except (KeyboardInterrupt, click.Abort):
+        typer.echo("charzoo: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(result if isinstance(result, int) else 0)

@@ -1,0 +1,207 @@
+"""The char-RNN: embedding -> stacked recurrent layers -> logits over the vocabulary.
+
+`CharRNN` is a Keras 3 subclassed model written with backend-agnostic layers, so
+it trains under TensorFlow or JAX and its weights load under either.
+`NumpyCharRNN` runs the same math in NumPy from those weights; sampling and
+evaluation use it because one stream at a time is several times faster there
+than through a framework call per character.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from charzoo._keras import keras
+from charzoo.errors import CharzooError
+
+CELLS = ("lstm", "gru", "rnn")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Hyper-parameters of a `CharRNN`; the same names are used in JSON, recipes and CLI flags."""
+
+    vocab_size: int
+    cell: str = "lstm"  # "lstm" | "gru" | "rnn"; lstm keeps Keras gate order i, f, c, o
+    layers: int = 2
+    hidden: int = 512  # units per recurrent layer
+    embedding_dim: int = 64
+    dropout: float = 0.0  # after each recurrent layer, as in char-rnn
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise CharzooError(f"cell must be one of {', '.join(CELLS)}, got {self.cell!r}", exit_code=2)
+        for name in ("vocab_size", "layers", "hidden", "embedding_dim"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise CharzooError(f"{name} must be a positive integer, got {value!r}", exit_code=2)
+        if not 0.0 <= self.dropout < 1.0:
+            raise CharzooError(f"dropout must be in [0, 1), got {self.dropout!r}", exit_code=2)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_RECURRENT_LAYERS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "rnn": keras.layers.SimpleRNN}
+
+
+@keras.saving.register_keras_serializable(package="charzoo")
+class CharRNN(keras.Model):
+    """A character-level recurrent language model.
+
+    Args:
+        vocab_size: number of characters.
+        cell: "lstm", "gru" or "rnn".
+        layers: number of stacked recurrent layers.
+        hidden: units per recurrent layer.
+        embedding_dim: size of the character embedding.
+        dropout: dropout rate after each recurrent layer (training only).
+
+    Example:
+        >>> model = CharRNN(vocab_size=65, layers=1, hidden=32)
+        >>> logits = model(ids)                                  # (B, T, V)
+        >>> logits, state = model(ids, return_state=True)        # state: one list per layer
+        >>> logits, state = model(next_ids, initial_state=state, return_state=True)
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        cell: str = "lstm",
+        layers: int = 2,
+        hidden: int = 512,
+        embedding_dim: int = 64,
+        dropout: float = 0.0,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        # === Config ===
+        self.config = ModelConfig(vocab_size, cell, layers, hidden, embedding_dim, dropout)
+        # === Layers ===
+        self.embedding = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")
+        self.recurrent = [
+            _RECURRENT_LAYERS[cell](hidden, return_sequences=True, return_state=True, name=f"{cell}_{i}")
+            for i in range(layers)
+        ]
+        self.dropouts = [keras.layers.Dropout(dropout, name=f"dropout_{i}") for i in range(layers)]
+        self.head = keras.layers.Dense(vocab_size, name="logits")
+
+    def call(self, ids, initial_state=None, training=False, return_state=False):
+        x = self.embedding(ids)  # (B, T, E)
+        states = []
+        for i, (layer, dropout) in enumerate(zip(self.recurrent, self.dropouts)):
+            outputs = layer(x, initial_state=None if initial_state is None else initial_state[i], training=training)
+            x, layer_state = outputs[0], list(outputs[1:])  # (B, T, H); [h] or [h, c]
+            states.append(layer_state)
+            x = dropout(x, training=training)
+        logits = self.head(x)  # (B, T, V)
+        return (logits, states) if return_state else logits
+
+    def build_for_loading(self) -> None:
+        """Create the weights by calling the model once, so `.weights.h5` can load into it."""
+        self(np.zeros((1, 1), dtype="int32"))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), **self.config.to_dict()}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> CharRNN:
+        return cls(**config)
+
+    @classmethod
+    def from_model_config(cls, config: ModelConfig) -> CharRNN:
+        return cls(**config.to_dict())
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # no overflow warnings, unlike 1 / (1 + exp(-x))
+
+
+class NumpyCharRNN:
+    """The forward pass of a `CharRNN` in NumPy, for stateful sampling and evaluation.
+
+    The input projection of a whole chunk is one matrix product per layer; only
+    the recurrent product runs step by step.
+    """
+
+    def __init__(self, model: CharRNN):
+        if not model.built:
+            model.build_for_loading()
+        self.config = model.config
+        self.embedding = keras.ops.convert_to_numpy(model.embedding.embeddings).astype(np.float32)
+        self.layer_weights = [
+            [keras.ops.convert_to_numpy(w).astype(np.float32) for w in layer.weights] for layer in model.recurrent
+        ]
+        self.head_kernel, self.head_bias = (keras.ops.convert_to_numpy(w) for w in model.head.weights)
+
+    def zero_state(self, batch: int) -> list[list[np.ndarray]]:
+        n = 2 if self.config.cell == "lstm" else 1
+        return [[np.zeros((batch, self.config.hidden), np.float32) for _ in range(n)] for _ in self.layer_weights]
+
+    def hidden_states(self, ids: np.ndarray, state: list[list[np.ndarray]] | None = None):
+        """Run `ids` (B, T); return each layer's outputs [(B, T, H)] and the final state."""
+        ids = np.asarray(ids)
+        state = self.zero_state(ids.shape[0]) if state is None else state
+        x = self.embedding[ids]  # (B, T, E)
+        outputs, new_state = [], []
+        for weights, layer_state in zip(self.layer_weights, state):
+            x, layer_state = _STEP_FUNCTIONS[self.config.cell](x, weights, layer_state)
+            outputs.append(x)
+            new_state.append(layer_state)
+        return outputs, new_state
+
+    def __call__(self, ids: np.ndarray, state: list[list[np.ndarray]] | None = None):
+        """Logits (B, T, V) for `ids` (B, T), and the state after the last step."""
+        outputs, state = self.hidden_states(ids, state)
+        return outputs[-1] @ self.head_kernel + self.head_bias, state
+
+
+def _run_lstm(x, weights, state):
+    kernel, recurrent_kernel, bias = weights
+    h, c = state
+    units = h.shape[-1]
+    projected = x @ kernel + bias  # (B, T, 4H), gates i, f, c, o
+    out = np.empty(x.shape[:2] + (units,), np.float32)
+    for t in range(x.shape[1]):
+        z = projected[:, t] + h @ recurrent_kernel
+        i = _sigmoid(z[:, :units])
+        f = _sigmoid(z[:, units : 2 * units])
+        g = np.tanh(z[:, 2 * units : 3 * units])
+        o = _sigmoid(z[:, 3 * units :])
+        c = f * c + i * g
+        h = o * np.tanh(c)
+        out[:, t] = h
+    return out, [h, c]
+
+
+def _run_gru(x, weights, state):
+    kernel, recurrent_kernel, bias = weights  # bias: (2, 3H) with reset_after=True, gates z, r, h
+    (h,) = state
+    units = h.shape[-1]
+    projected = x @ kernel + bias[0]
+    out = np.empty(x.shape[:2] + (units,), np.float32)
+    for t in range(x.shape[1]):
+        xz, xr, xh = np.split(projected[:, t], 3, axis=-1)
+        rz, rr, rh = np.split(h @ recurrent_kernel + bias[1], 3, axis=-1)
+        z = _sigmoid(xz + rz)
+        r = _sigmoid(xr + rr)
+        h = z * h + (1.0 - z) * np.tanh(xh + r * rh)
+        out[:, t] = h
+    return out, [h]
+
+
+def _run_simple_rnn(x, weights, state):
+    kernel, recurrent_kernel, bias = weights
+    (h,) = state
+    projected = x @ kernel + bias
+    out = np.empty(x.shape[:2] + (h.shape[-1],), np.float32)
+    for t in range(x.shape[1]):
+        h = np.tanh(projected[:, t] + h @ recurrent_kernel)
+        out[:, t] = h
+    return out, [h]
+
+
+_STEP_FUNCTIONS = {"lstm": _run_lstm, "gru": _run_gru, "rnn": _run_simple_rnn}

@@ -1,0 +1,121 @@
+"""Stateful sampling: O(1) work per character, many streams in one batch.
+
+The prime conditions the recurrent state once; each new character then costs
+one NumPy step of the model (see `NumpyCharRNN`), never a pass over the text.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from charzoo.errors import CharzooError
+from charzoo.models import NumpyCharRNN
+
+
+def check_sampling_options(temperature: float, top_k: int | None, top_p: float | None, length: int, num: int) -> None:
+    if not temperature > 0:
+        raise CharzooError(f"temperature must be > 0, got {temperature!r}; use --top-k 1 for greedy", exit_code=2)
+    if top_k is not None and top_k < 1:
+        raise CharzooError(f"top-k must be >= 1, got {top_k!r}", exit_code=2)
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise CharzooError(f"top-p must be in (0, 1], got {top_p!r}", exit_code=2)
+    if length < 1:
+        raise CharzooError(f"length must be >= 1, got {length!r}", exit_code=2)
+    if num < 1:
+        raise CharzooError(f"num must be >= 1, got {num!r}", exit_code=2)
+
+
+def next_char_probs(logits: np.ndarray, temperature: float, top_k: int | None, top_p: float | None) -> np.ndarray:
+    """Probabilities (B, V) from logits (B, V) after temperature, top-k and top-p filtering."""
+    z = logits.astype(np.float64) / temperature
+    if top_k is not None and top_k < z.shape[-1]:
+        kth = np.partition(z, -top_k, axis=-1)[:, -top_k][:, None]
+        z = np.where(z < kth, -np.inf, z)
+    z -= z.max(axis=-1, keepdims=True)
+    probs = np.exp(z)
+    probs /= probs.sum(axis=-1, keepdims=True)
+    if top_p is not None and top_p < 1.0:
+        order = np.argsort(-probs, axis=-1)
+        sorted_probs = np.take_along_axis(probs, order, axis=-1)
+        # keep the smallest prefix whose mass reaches top_p (always at least the top character)
+        keep_sorted = np.cumsum(sorted_probs, axis=-1) - sorted_probs < top_p
+        keep = np.zeros_like(keep_sorted)
+        np.put_along_axis(keep, order, keep_sorted, axis=-1)
+        probs = np.where(keep, probs, 0.0)
+        probs /= probs.sum(axis=-1, keepdims=True)
+    return probs
+
+
+def draw(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One id per row of `probs` (B, V)."""
+    cdf = np.cumsum(probs, axis=-1)
+    u = rng.random((probs.shape[0], 1)) * cdf[:, -1:]
+    return np.minimum((cdf <= u).sum(axis=-1), probs.shape[-1] - 1)
+
+
+def sample_text(
+    charmodel,
+    *,
+    prime: str = "",
+    length: int = 500,
+    temperature: float = 0.8,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    num: int = 1,
+    seed: int | None = None,
+    stop: str | None = None,
+    on_text: Callable[[str], None] | None = None,
+) -> list[str]:
+    """Generate `num` continuations of `prime`, together in one batch.
+
+    Args:
+        charmodel: a `CharModel` (from `charzoo.load` or training).
+        prime: text that conditions the state; it is not repeated in the result.
+        length: characters to generate per stream.
+        temperature: > 0; lower is more conservative.
+        top_k: sample only among the k likeliest characters (1 is greedy).
+        top_p: sample only among the likeliest characters whose mass reaches p.
+        num: number of streams.
+        seed: makes the result reproducible.
+        stop: end a stream where it produces this string (the string is not included).
+        on_text: called with each piece of stream 0 as it is produced, for streaming output.
+
+    Returns:
+        One generated string per stream.
+    """
+    check_sampling_options(temperature, top_k, top_p, length, num)
+    vocab = charmodel.vocab
+    prime_ids = vocab.encode(prime) if prime else None
+    if prime_ids is None:
+        # With no prime, start as after a line break (or the first character), which is not emitted.
+        start = "\n" if "\n" in vocab.chars else vocab.chars[0]
+        prime_ids = vocab.encode(start)
+    net = NumpyCharRNN(charmodel.model)
+    rng = np.random.default_rng(seed)
+    logits, state = net(np.repeat(prime_ids[None, :], num, axis=0))
+    logits = logits[:, -1]
+    streams: list[list[str]] = [[] for _ in range(num)]
+    done = np.zeros(num, dtype=bool)
+    emitted = 0  # characters of stream 0 already passed to on_text
+    hold = len(stop) - 1 if stop else 0  # characters that may still turn out to start `stop`
+    for _ in range(length):
+        ids = draw(next_char_probs(logits, temperature, top_k, top_p), rng)
+        for b in np.flatnonzero(~done):
+            streams[b].append(vocab.chars[ids[b]])
+            if stop and "".join(streams[b][-len(stop):]) == stop:
+                del streams[b][-len(stop):]
+                done[b] = True
+        if on_text is not None:
+            safe = len(streams[0]) if done[0] else len(streams[0]) - hold
+            if safe > emitted:
+                on_text("".join(streams[0][emitted:safe]))
+                emitted = safe
+        if done.all():
+            break
+        logits, state = net(ids[:, None], state)
+        logits = logits[:, -1]
+    if on_text is not None and len(streams[0]) > emitted:
+        on_text("".join(streams[0][emitted:]))
+    return ["".join(s) for s in streams]

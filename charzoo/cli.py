@@ -176,6 +176,18 @@ def info(model: ModelArg, json_: JsonOpt = False) -> None:
         typer.echo(f"  val {meta['val_loss']:.4f} nats/char, {meta['val_loss'] / 0.6931471805599453:.4f} bits/char")
 
 
+# === Hub commands (pull, push, list) ===
+
+
+# === Fine-tuning (finetune) ===
+
+
+# === TensorFlow export (export) ===
+
+
+# === Visualisation (viz, neurons) ===
+
+
 def _report_source(message: str) -> None:
     typer.echo(message, err=True)
 

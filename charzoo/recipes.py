@@ -1,0 +1,265 @@
+"""Recipes: what varies per corpus, as TOML data, and the one runner that trains a zoo model from it.
+
+A recipe file (`recipes/<name>.toml`) has four tables:
+
+    name = "shakespeare"          # the zoo name
+    [corpus]  name, source, sha256, license (a Hub licence id), license_note
+              # checked before training; the text itself is never committed
+    [model]   ModelConfig fields except vocab_size
+    [train]   TrainConfig fields
+    [quick]   TrainConfig/ModelConfig overrides and `chars`, for a seconds-long end-to-end run
+
+Unknown keys and wrong types are errors that name the key.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from charzoo.errors import CharzooError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+MODEL_KEYS = {"cell": str, "layers": int, "hidden": int, "embedding_dim": int, "dropout": float}
+TRAIN_KEYS = {
+    "seq_len": int, "batch_size": int, "steps": int, "epochs": float, "lr": float, "val_fraction": float,
+    "sample_every": int, "checkpoint_every": int, "seed": int, "clipnorm": float, "patience": int,
+}
+CORPUS_KEYS = {"name": str, "source": str, "sha256": str, "license": str, "license_note": str}
+QUICK_KEYS = {**MODEL_KEYS, **TRAIN_KEYS, "chars": int}
+NOVELTY_SAMPLES = 1000  # names sampled to measure how many are invented
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    path: Path
+    corpus: dict[str, str]
+    model: dict[str, Any]
+    train: dict[str, Any]
+    quick: dict[str, Any] = field(default_factory=dict)
+    novelty: bool = False  # a list corpus (names): also measure how many samples are not in the training list
+
+
+def _check_table(table: Any, allowed: dict[str, type], where: str, path: Path) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise CharzooError(f"{path}: [{where}] must be a table", exit_code=2)
+    for key, value in table.items():
+        if key not in allowed:
+            raise CharzooError(f"{path}: unknown key {where}.{key}; known: {', '.join(sorted(allowed))}", exit_code=2)
+        expected = allowed[key]
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) if expected is float else (
+            isinstance(value, expected) and not isinstance(value, bool))
+        if not ok:
+            raise CharzooError(
+                f"{path}: {where}.{key} must be {expected.__name__}, got {value!r}", exit_code=2
+            )
+    return {k: float(v) if allowed[k] is float else v for k, v in table.items()}
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Parse and check a recipe file."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise CharzooError(f"recipe {path} does not exist; recipes live in recipes/<name>.toml", exit_code=2) from e
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise CharzooError(f"recipe {path} is not valid TOML: {e}", exit_code=2) from e
+    top = {"name", "corpus", "model", "train", "quick", "novelty"}
+    unknown = sorted(set(data) - top)
+    if unknown:
+        raise CharzooError(f"{path}: unknown key {unknown[0]}; known: {', '.join(sorted(top))}", exit_code=2)
+    if not isinstance(data.get("name"), str):
+        raise CharzooError(f"{path}: name must be a string", exit_code=2)
+    corpus = _check_table(data.get("corpus", {}), CORPUS_KEYS, "corpus", path)
+    missing = sorted(set(CORPUS_KEYS) - set(corpus))
+    if missing:
+        raise CharzooError(f"{path}: corpus.{missing[0]} is missing", exit_code=2)
+    return Recipe(
+        name=data["name"],
+        path=path,
+        corpus=corpus,
+        model=_check_table(data.get("model", {}), MODEL_KEYS, "model", path),
+        train=_check_table(data.get("train", {}), TRAIN_KEYS, "train", path),
+        quick=_check_table(data.get("quick", {}), QUICK_KEYS, "quick", path),
+        novelty=bool(data.get("novelty", False)),
+    )
+
+
+def verify_corpus(recipe: Recipe, data: Path) -> str:
+    """The sha256 of `data`, which must be the recipe's corpus."""
+    from charzoo.data import sha256_file
+
+    if not Path(data).is_file():
+        raise CharzooError(
+            f"corpus {data} does not exist; download it from {recipe.corpus['source']} and pass --data", exit_code=2
+        )
+    sha = sha256_file(data)
+    if sha != recipe.corpus["sha256"]:
+        raise CharzooError(
+            f"{data} is not the {recipe.corpus['name']} corpus this recipe expects "
+            f"(sha256 {sha[:16]}…, expected {recipe.corpus['sha256'][:16]}…); get it from {recipe.corpus['source']}",
+            exit_code=2,
+        )
+    return sha
+
+
+def novelty(charmodel, training_text: str, *, samples: int = NOVELTY_SAMPLES, seed: int = 0) -> dict[str, Any]:
+    """Sample one-line entries (names) and count how many are not in the training list."""
+    from charzoo.sampling import sample_text
+
+    known = {line.strip() for line in training_text.splitlines() if line.strip()}
+    drawn = [s.strip() for s in sample_text(charmodel, length=40, temperature=1.0, num=samples, seed=seed, stop="\n")]
+    drawn = [s for s in drawn if s]
+    invented = [s for s in drawn if s not in known]
+    return {
+        "samples": len(drawn),
+        "novel_fraction": len(invented) / max(1, len(drawn)),
+        "examples": list(dict.fromkeys(invented))[:24],
+    }
+
+
+def run_recipe(
+    recipe: Recipe,
+    data: str | Path,
+    out: str | Path,
+    *,
+    quick: bool = False,
+    resume: bool = False,
+    force: bool = False,
+    overrides: dict[str, Any] | None = None,
+    verbose: int | str = "auto",
+):
+    """Check the corpus, train, evaluate the val split and write the model directory with its card."""
+    from charzoo.data import read_corpus
+    from charzoo.training import TrainConfig, train
+
+    data, out = Path(data), Path(out)
+    sha = verify_corpus(recipe, data)
+    model_config = dict(recipe.model)
+    train_options = dict(recipe.train)
+    for key, value in {**(recipe.quick if quick else {}), **(overrides or {})}.items():
+        if key in MODEL_KEYS:
+            model_config[key] = value
+        elif key in TRAIN_KEYS:
+            train_options[key] = value
+    if "steps" in train_options and "epochs" in train_options:
+        del train_options["epochs" if (overrides or {}).get("steps") or quick else "steps"]
+    text = read_corpus(data)
+    if quick:
+        text = text[: recipe.quick.get("chars", 20_000)]
+    command = f"charzoo recipe {shlex.quote(str(recipe.path))} --data {shlex.quote(str(data))} --out {shlex.quote(str(out))}"
+    command += " --quick" * quick + "".join(f" --{k.replace('_', '-')} {v}" for k, v in (overrides or {}).items())
+    metadata = {
+        "name": recipe.name,
+        "license": recipe.corpus["license"],
+        "license_note": recipe.corpus["license_note"],
+        "recipe": recipe.path.name,
+        "corpus_name": recipe.corpus["name"],
+        "corpus_source": recipe.corpus["source"],
+        "command": command,
+        "eval_command": f"charzoo eval {out} {data} --split val",
+        "hardware": _hardware(),
+    }
+    result = train(
+        text if quick else data, out, model_config=model_config, train_config=TrainConfig(**train_options),
+        resume=resume, force=force, metadata=metadata, verbose=verbose,
+    )
+    result.metadata["corpus"]["sha256"] = sha  # the file's, also for a --quick slice
+    if recipe.novelty:
+        train_text = text[: len(text) - int(round(len(text) * result.metadata["val_fraction"]))]
+        result.metadata["novelty"] = novelty(result, train_text, samples=100 if quick else NOVELTY_SAMPLES)
+    from charzoo.zoo import save_pretrained
+
+    save_pretrained(result, out, overwrite=True)
+    return result
+
+
+def _hardware() -> str:
+    import os
+    import platform
+
+    from charzoo._keras import keras
+
+    return f"{os.cpu_count()} CPU cores ({platform.machine()}), Keras {keras.__version__} on {keras.backend.backend()}"
+
+
+ANCHORS = {
+    "shakespeare": "nanoGPT's char-level transformer: 1.47 nats/char on the same last-10% split.",
+    "warpeace": "Karpathy, Johnson & Fei-Fei (2015), best LSTM: 1.077 nats/char (80/10/10 split).",
+    "linux": "Karpathy, Johnson & Fei-Fei (2015), best LSTM: 0.84 nats/char (80/10/10 split, larger corpus).",
+}
+BARS = {"shakespeare": 1.50, "warpeace": 1.35, "paulgraham": 1.40, "linux": 1.10, "latex": 1.10, "wikipedia": 1.60}
+
+
+def model_card_section(name: str, metadata: dict[str, Any], config: dict[str, Any], path: str) -> str:
+    """One MODEL_CARDS.md section; every number comes from `metadata.json` with the command that measures it."""
+    corpus = metadata["corpus"]
+    val = metadata["val_loss"]
+    hours = metadata.get("train_seconds", 0) / 3600
+    lines = [
+        f"## {name}",
+        "",
+        f"- **Data**: {corpus['name']}, {corpus['chars']:,} characters, sha256 `{corpus['sha256']}`; "
+        f"source: {metadata.get('corpus_source', 'unknown')}. Licence: {metadata.get('license_note', metadata.get('license'))}.",
+        f"- **Architecture**: {config['layers']} x {config['hidden']} {config['cell'].upper()}, embedding "
+        f"{config['embedding_dim']}, dropout {config['dropout']}, vocabulary {config['vocab_size']}: "
+        f"{metadata['params']:,} parameters.",
+        f"- **Training**: {metadata['steps']:,} steps of {metadata['training']['batch_size']} x "
+        f"{metadata['training']['seq_len']} characters, {hours:.2f} h on {metadata.get('hardware', 'unknown hardware')}:",
+        f"  `{metadata.get('command', '')}`",
+        f"- **Validation** (last {metadata['val_fraction']:.0%}, {metadata['val_chars']:,} characters): "
+        f"**{val:.4f} nats/char, {val / 0.6931471805599453:.4f} bits/char**"
+        + (f" (bar: {BARS[name]:.2f})" if name in BARS else "") + ":",
+        f"  `charzoo eval {path} <corpus file> --split val`",
+    ]
+    if name in ANCHORS:
+        lines.append(f"- **For context**: {ANCHORS[name]}")
+    if "novelty" in metadata:
+        nov = metadata["novelty"]
+        lines += [
+            f"- **Invented names**: {nov['novel_fraction']:.1%} of {nov['samples']:,} sampled names are not in the "
+            f"training list: `charzoo sample {path} --num {NOVELTY_SAMPLES} --length 40 --temperature 1.0 "
+            f"--seed 0 --stop '\\n'`",
+            "",
+            "| invented names (not in the training data) | | | |",
+            "|---|---|---|---|",
+        ]
+        examples = nov["examples"]
+        lines += ["| " + " | ".join(examples[i : i + 4]) + " |" for i in range(0, len(examples), 4)]
+    for temperature, text in sorted(metadata.get("samples", {}).items()):
+        lines += [
+            "",
+            f"Sample at temperature {temperature} (`charzoo sample {path} --length 300 --temperature {temperature} "
+            f"--seed {metadata['training']['seed']}`):",
+            "",
+            "```",
+            text,
+            "```",
+        ]
+    return "\n".join(lines)
+
+
+def model_cards(pretrained: Path) -> str:
+    """MODEL_CARDS.md for every model directory under `pretrained/`."""
+    import json
+
+    sections = []
+    for directory in sorted(p for p in Path(pretrained).iterdir() if (p / "metadata.json").is_file()):
+        metadata = json.loads((directory / "metadata.json").read_text(encoding="utf-8"))
+        config = json.loads((directory / "config.json").read_text(encoding="utf-8"))["config"]
+        sections.append(model_card_section(directory.name, metadata, config, f"pretrained/{directory.name}"))
+    header = (
+        "# charzoo model cards\n\n"
+        "Generated from each `pretrained/<name>/metadata.json` by `python recipes/publish.py`; the numbers are\n"
+        "those `charzoo eval` measured at the end of training, and the command beside each reproduces it.\n"
+        "Validation is always the last 10% of the corpus file, scored as one stream (first character unscored).\n"
+    )
+    return header + "\n" + "\n\n".join(sections) + "\n"

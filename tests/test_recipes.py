@@ -1,0 +1,106 @@
+"""Recipes: every zoo recipe parses, checks its corpus and runs end to end with --quick."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from charzoo.errors import CharzooError
+from charzoo.recipes import load_recipe, model_cards
+
+from conftest import CORPORA, ROOT
+
+RECIPES = sorted((ROOT / "recipes").glob("*.toml"))
+ZOO = {"shakespeare", "warpeace", "paulgraham", "wikipedia", "latex", "linux", "names"}
+CORPUS_DIRS = {"shakespeare": "tinyshakespeare"}
+
+
+def corpus_file(name: str) -> Path:
+    return CORPORA / CORPUS_DIRS.get(name, name) / "input.txt"
+
+
+def test_every_zoo_model_has_a_recipe():
+    assert {load_recipe(p).name for p in RECIPES} == ZOO
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_recipe_matches_its_corpus_and_fits_the_bundle(path):
+    from charzoo.data import sha256_file
+    from charzoo.models import CharRNN
+    from charzoo.zoo import count_params
+
+    recipe = load_recipe(path)
+    assert sha256_file(corpus_file(recipe.name)) == recipe.corpus["sha256"]
+    distinct = len(set(corpus_file(recipe.name).read_text(encoding="utf-8")))
+    params = count_params(CharRNN(vocab_size=distinct, **recipe.model))
+    assert params * 4 < 16 * 2**20  # float32 weights under the 16 MB bundle limit
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_quick_recipe_runs_end_to_end(path, tmp_path):
+    from charzoo.recipes import run_recipe
+    from charzoo.zoo import load_dir
+
+    recipe = load_recipe(path)
+    out = tmp_path / recipe.name
+    result = run_recipe(recipe, corpus_file(recipe.name), out, quick=True, verbose=0)
+    loaded = load_dir(out)
+    assert loaded.metadata["steps"] == recipe.quick["steps"]
+    assert loaded.metadata["corpus"]["sha256"] == recipe.corpus["sha256"]
+    assert loaded.metadata["command"].startswith(f"charzoo recipe {path}")
+    assert 0 < loaded.metadata["val_loss"] < 10
+    assert result.metadata["val_loss"] == loaded.metadata["val_loss"]
+    assert (out / "README.md").read_text(encoding="utf-8").startswith("---\n")
+    if recipe.novelty:
+        assert 0 <= loaded.metadata["novelty"]["novel_fraction"] <= 1
+
+
+def test_recipe_refuses_a_different_corpus(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "charzoo", "recipe", str(ROOT / "recipes" / "linux.toml"),
+         "--data", str(corpus_file("names")), "--out", str(tmp_path / "x"), "--quick"],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 2
+    assert "is not the linux corpus" in result.stderr and "sha256" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ('name = "x"\n[corpus]\nname="a"\nsource="b"\nsha256="c"\nlicense="d"\nlicense_note="e"\n[model]\nhiden = 3\n',
+         "unknown key model.hiden"),
+        ('name = "x"\n[corpus]\nname="a"\nsource="b"\nsha256="c"\nlicense="d"\nlicense_note="e"\n[train]\nsteps = "9"\n',
+         "train.steps must be int"),
+        ('name = "x"\n[corpus]\nname="a"\n', "corpus.license is missing"),
+        ("name = \n", "not valid TOML"),
+    ],
+)
+def test_bad_recipe_names_the_key(tmp_path, body, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(body)
+    with pytest.raises(CharzooError, match=re.escape(message)) as info:
+        load_recipe(path)
+    assert info.value.exit_code == 2
+
+
+def test_model_cards_match_metadata():
+    """Every number in MODEL_CARDS.md is the one in the bundled model's metadata.json."""
+    pretrained = ROOT / "pretrained"
+    bundled = sorted(p for p in pretrained.iterdir() if (p / "metadata.json").is_file())
+    cards = (ROOT / "MODEL_CARDS.md").read_text(encoding="utf-8")
+    assert cards == model_cards(pretrained)
+    for directory in bundled:
+        metadata = json.loads((directory / "metadata.json").read_text())
+        section = cards.split(f"## {directory.name}\n", 1)[1].split("\n## ", 1)[0]
+        assert f"{metadata['val_loss']:.4f} nats/char" in section
+        assert f"{metadata['params']:,} parameters" in section
+        assert f"{metadata['steps']:,} steps" in section
+        assert f"charzoo eval pretrained/{directory.name}" in section

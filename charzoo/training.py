@@ -176,8 +176,8 @@ def restore_checkpoint(model: CharRNN, out: Path) -> None:
     """Load weights and optimizer state written by `save_checkpoint` into a compiled model."""
     from charzoo.zoo import load_weights
 
+    model.optimizer.build(model.trainable_variables)  # first: the .h5 of a compiled model holds optimizer variables too
     load_weights(model, out / CHECKPOINT_DIR / WEIGHTS_FILE)
-    model.optimizer.build(model.trainable_variables)
     with np.load(out / CHECKPOINT_DIR / OPTIMIZER_FILE, allow_pickle=False) as arrays:
         values = [arrays[f"v{i}"] for i in range(len(arrays.files))]
     if len(values) != len(model.optimizer.variables):

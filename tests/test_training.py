@@ -1,0 +1,164 @@
+"""Training: it learns, checkpoints, resumes exactly, logs samples, and refuses to clobber a model."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from charzoo import training
+from charzoo.data import read_corpus, sha256_file, split_text
+from charzoo.errors import CharzooError
+from charzoo.models import CharRNN, ModelConfig
+from charzoo.training import TrainConfig, train
+from charzoo.zoo import CHECKPOINT_DIR, MODEL_FILES, SAMPLES_FILE, WEIGHTS_FILE, load_dir, load_weights
+from conftest import TINY
+
+RESUME_CONFIG = TrainConfig(seq_len=32, batch_size=16, steps=40, checkpoint_every=20, sample_every=20, seed=5)
+
+
+def unigram_entropy(text: str) -> float:
+    """Nats per char of the best model that ignores context."""
+    _, counts = np.unique(list(text), return_counts=True)
+    p = counts / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, names_path):
+    out = tmp_path_factory.mktemp("uninterrupted") / "run"
+    return out, train(names_path, out, model_config=TINY, train_config=RESUME_CONFIG, verbose=0)
+
+
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory, names_path):
+    """The same run, stopped by Ctrl-C right after its first checkpoint: (out, the CharzooError raised)."""
+    out = tmp_path_factory.mktemp("interrupted") / "run"
+    save_checkpoint = training.save_checkpoint
+
+    def save_then_interrupt(*args, **kwargs):
+        save_checkpoint(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(training, "save_checkpoint", save_then_interrupt)
+        with pytest.raises(CharzooError) as info:
+            train(names_path, out, model_config=TINY, train_config=RESUME_CONFIG, verbose=0)
+    return out, info.value
+
+
+def test_val_loss_falls_well_below_unigram_entropy(tmp_path, names_path):
+    config = TrainConfig(seq_len=32, batch_size=32, steps=300, lr=1e-2, checkpoint_every=300, sample_every=300)
+    result = train(names_path, tmp_path / "names", model_config=TINY, train_config=config, verbose=0)
+    val_text = split_text(read_corpus(names_path), 0.1)[1]
+    entropy = unigram_entropy(val_text)
+    assert result.metadata["val_loss"] < entropy - 0.4, (result.metadata["val_loss"], entropy)
+    assert result.evaluate(val_text).nats_per_char == pytest.approx(result.metadata["val_loss"])
+
+
+def test_keyboard_interrupt_leaves_the_last_checkpoint_and_exits_130(interrupted):
+    out, error = interrupted
+    assert error.exit_code == 130
+    assert "\n" not in str(error) and "20 of 40 steps" in str(error) and "--resume" in str(error)
+    state = json.loads((out / CHECKPOINT_DIR / "state.json").read_text())
+    assert state["step"] == 20
+    assert not (out / "config.json").exists()  # no model directory until training finishes
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # no temp dirs left behind
+    model = CharRNN.from_model_config(ModelConfig(**state["model_config"]))
+    load_weights(model, out / CHECKPOINT_DIR / WEIGHTS_FILE)  # the checkpoint is whole
+
+
+def test_interrupted_run_is_not_overwritten_without_resume(interrupted, names_path):
+    out, _ = interrupted
+    with pytest.raises(CharzooError, match="--resume to continue it or --force") as info:
+        train(names_path, out, model_config=TINY, train_config=RESUME_CONFIG, verbose=0)
+    assert info.value.exit_code == 2
+
+
+def test_resumed_run_reaches_the_same_weights_as_an_uninterrupted_one(uninterrupted, interrupted, names_path):
+    out, _ = interrupted
+    resumed = train(names_path, out, train_config=RESUME_CONFIG, resume=True, verbose=0)
+    _, reference = uninterrupted
+    for a, b in zip(resumed.model.get_weights(), reference.model.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert int(resumed.model.optimizer.iterations.numpy()) == 40
+    assert resumed.metadata["steps"] == 40
+    assert [h["step"] for h in resumed.metadata["history"]] == [20, 40]
+    assert (out / SAMPLES_FILE).read_text().count("\n") == 2
+
+
+def test_samples_jsonl_logs_step_loss_and_sample(uninterrupted):
+    out, result = uninterrupted
+    records = [json.loads(line) for line in (out / SAMPLES_FILE).read_text(encoding="utf-8").splitlines()]
+    assert [r["step"] for r in records] == [20, 40]
+    for record in records:
+        assert set(record) == {"step", "loss", "sample"}
+        assert math.isfinite(record["loss"]) and record["loss"] > 0
+        assert len(record["sample"]) == 200 and set(record["sample"]) <= set(result.vocab.chars)
+
+
+def test_finished_run_is_a_complete_model_directory(uninterrupted, names_path):
+    out, result = uninterrupted
+    assert all((out / name).is_file() for name in MODEL_FILES)
+    meta = result.metadata
+    assert meta["steps"] == 40 and meta["corpus"]["sha256"] == sha256_file(names_path)
+    assert meta["corpus"]["name"] == "names"
+    assert math.isfinite(meta["train_loss"]) and math.isfinite(meta["val_loss"])
+    assert load_dir(out).config == result.config
+
+
+def test_refuses_an_out_that_holds_a_model_unless_forced(uninterrupted, names_path, tmp_path):
+    out, _ = uninterrupted
+    before = (out / WEIGHTS_FILE).read_bytes()
+    with pytest.raises(CharzooError, match="already holds a model") as info:
+        train(names_path, out, model_config=TINY, train_config=RESUME_CONFIG, verbose=0)
+    assert info.value.exit_code == 2
+    assert (out / WEIGHTS_FILE).read_bytes() == before
+
+    forced = tmp_path / "forced"
+    train("ab" * 200, forced, model_config=TINY, train_config=TrainConfig(seq_len=8, batch_size=2, steps=2), verbose=0)
+    (forced / "stray.txt").write_text("from the old run")
+    result = train("xyz" * 200, forced, model_config=TINY, force=True,
+                   train_config=TrainConfig(seq_len=8, batch_size=2, steps=2), verbose=0)
+    assert result.vocab.chars == ("x", "y", "z") and not (forced / "stray.txt").exists()
+    assert load_dir(forced).vocab == result.vocab
+
+
+def test_resume_checks_the_corpus_and_the_model_flags(interrupted, names_path, tmp_path):
+    out, _ = interrupted
+    other = tmp_path / "other.txt"
+    other.write_text("some other text\n" * 100)
+    with pytest.raises(CharzooError, match="corpus differs"):
+        train(other, out, resume=True, verbose=0)
+    with pytest.raises(CharzooError, match="trained with hidden=32, not 64") as info:
+        train(names_path, out, model_config={"hidden": 64}, resume=True, verbose=0)
+    assert info.value.exit_code == 2
+
+
+def test_resume_without_a_checkpoint(tmp_path, names_path):
+    with pytest.raises(CharzooError, match="no checkpoint") as info:
+        train(names_path, tmp_path / "empty", resume=True, verbose=0)
+    assert info.value.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"steps": 0}, "steps must be a positive integer, got 0"),
+        ({"batch_size": -4}, "batch_size must be a positive integer, got -4"),
+        ({"lr": 0.0}, "lr must be positive"),
+        ({"steps": 5, "epochs": 1.0}, "either steps or epochs"),
+    ],
+)
+def test_bad_train_config(kwargs, message):
+    with pytest.raises(CharzooError, match=message) as info:
+        TrainConfig(**kwargs)
+    assert info.value.exit_code == 2
+
+
+def test_corpus_shorter_than_one_window(tmp_path):
+    with pytest.raises(CharzooError, match="shorter than one window") as info:
+        train("tiny text\n", tmp_path / "out", model_config=TINY, train_config=TrainConfig(seq_len=32, steps=1))
+    assert info.value.exit_code == 2

@@ -159,7 +159,6 @@ def info(model: ModelArg, json_: JsonOpt = False) -> None:
         "config": {k: v for k, v in charmodel.config.to_dict().items()},
         "params": count_params(charmodel.model),
         "metadata": {k: v for k, v in charmodel.metadata.items() if k != "history"},
-        "path": str(charmodel.path),
     }
     if json_:
         _print_json(data)

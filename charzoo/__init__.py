@@ -11,16 +11,19 @@ from typing import TYPE_CHECKING, Any
 from charzoo.errors import CharzooError
 
 __version__ = "0.1.0"
-__all__ = ["CharzooError", "__version__", "load", "train", "sample_text", "evaluate"]
+__all__ = ["CharzooError", "__version__", "load", "pull", "push", "train", "sample_text", "evaluate"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from charzoo.evaluation import evaluate
+    from charzoo.hub import pull, push
     from charzoo.sampling import sample_text
     from charzoo.training import train
     from charzoo.zoo import load
 
 _LAZY = {
     "load": "charzoo.zoo",
+    "pull": "charzoo.hub",
+    "push": "charzoo.hub",
     "train": "charzoo.training",
     "sample_text": "charzoo.sampling",
     "evaluate": "charzoo.evaluation",

@@ -89,3 +89,25 @@ def model_card(config: ModelConfig, metadata: dict[str, Any]) -> str:
     for temperature, text in sorted((metadata.get("samples") or {}).items()):
         parts += ["", f"## Sample at temperature {temperature}", "", "```", text, "```"]
     return "\n".join(parts) + "\n"
+
+
+def card_for_repo(existing: str | None, config: ModelConfig, metadata: dict[str, Any], repo_id: str) -> str:
+    """The card to publish at `repo_id`.
+
+    charzoo's own card (or none) is written afresh, with usage lines that name the
+    repo. A card someone edited keeps its body under refreshed front matter.
+    """
+    published = {**metadata, "repo_id": repo_id}
+    if existing is None or existing in (model_card(config, metadata), model_card(config, published)):
+        return model_card(config, published)
+    return front_matter(config, published) + "\n" + _card_body(existing)
+
+
+def _card_body(card: str) -> str:
+    """`card` without its YAML front matter (the lines from a leading '---' to the next '---')."""
+    lines = card.splitlines(keepends=True)
+    if lines and lines[0].strip() == "---":
+        for end, line in enumerate(lines[1:], start=1):
+            if line.strip() == "---":
+                return "".join(lines[end + 1:])
+    return card

@@ -178,6 +178,64 @@ def info(model: ModelArg, json_: JsonOpt = False) -> None:
 # === Hub commands (pull, push, list) ===
 
 
+@app.command(rich_help_panel="Hub")
+def pull(
+    model: ModelArg,
+    revision: Annotated[Optional[str], typer.Option(help="Branch, tag or commit of a Hub repo id.")] = None,
+    force: Annotated[bool, typer.Option(help="Download again even if the cache has the files.")] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Fetch a model (zoo name or Hub repo id) into the local cache and print its directory."""
+    from charzoo.hub import pull as pull_model
+
+    result = pull_model(model, revision=revision, force=force, on_source=_report_source)
+    if json_:
+        _print_json(result.to_json())
+    else:
+        typer.echo(str(result.path))
+
+
+@app.command(rich_help_panel="Hub")
+def push(
+    directory: Annotated[Path, typer.Argument(help="Model directory to publish.")],
+    repo_id: Annotated[str, typer.Argument(help="Hub repo id owner/name.")],
+    revision: Annotated[Optional[str], typer.Option(help="Branch to commit to (created if needed).  [default: main]")] = None,
+    private: Annotated[bool, typer.Option("--private", help="Create the repo as private.")] = False,
+    message: Annotated[Optional[str], typer.Option(help="Commit message.")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Publish a model directory to the Hugging Face Hub with its model card, in one commit."""
+    from charzoo.hub import push as push_model
+
+    result = push_model(directory, repo_id, revision=revision, private=private or None, message=message)
+    if json_:
+        _print_json(result.to_json())
+    else:
+        typer.echo(f"pushed {result.repo_id}@{result.revision}: commit {result.commit}\n{result.url}")
+
+
+@app.command("list", rich_help_panel="Hub")
+def list_(json_: JsonOpt = False) -> None:
+    """The zoo: each pretrained model's corpus, size and validation loss, and whether it is cached or bundled."""
+    from charzoo.hub import zoo_table
+
+    rows = zoo_table()
+    if json_:
+        _print_json(rows)
+        return
+    header = ("name", "corpus", "params", "val nats", "val bpc", "size", "here")
+    table = [header] + [(
+        r["name"], r["corpus"], f"{r['params']:,}" if r["params"] else "-",
+        f"{r['val_loss']:.4f}" if r["val_loss"] is not None else "-",
+        f"{r['val_bpc']:.4f}" if r["val_bpc"] is not None else "-",
+        f"{r['size'] / 1e6:.1f} MB" if r["size"] else "-",
+        ", ".join(k for k in ("cached", "bundled") if r[k]) or ("-" if r["available"] else "not trained yet"),
+    ) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
 # === Fine-tuning (finetune) ===
 
 

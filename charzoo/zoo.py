@@ -214,12 +214,13 @@ def load_weights(model: CharRNN, path: Path) -> None:
 def load(
     name_or_path: str | Path, *, revision: str | None = None, on_source: Callable[[str], None] | None = None
 ) -> CharModel:
-    """Load a model from a local model directory.
+    """Load a model from a local directory, the zoo, or the Hugging Face Hub.
 
     Args:
-        name_or_path: a model directory.
-        revision: reserved for Hub repo ids.
-        on_source: called with one line saying where the model came from.
+        name_or_path: a model directory, a zoo name (`shakespeare`), or a Hub repo id `owner/name[@revision]`.
+        revision: branch, tag or commit of a Hub repo id.
+        on_source: called with one line saying where a zoo or Hub model came from.
     """
-    del revision, on_source
-    return load_dir(name_or_path)
+    from charzoo.hub import pull
+
+    return load_dir(pull(str(name_or_path), revision=revision, on_source=on_source).path)

@@ -40,3 +40,30 @@ def tiny_model(tiny_model_dir):
     from charzoo.zoo import load_dir
 
     return load_dir(tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def hub(tmp_path_factory):
+    """A Hub-compatible server on loopback, with this process's huggingface_hub pointed at it.
+
+    huggingface_hub reads HF_ENDPOINT and HF_HOME once, when its constants are first
+    imported, so they are set here for the whole session; tests keep apart by repo
+    name, and tests that need their own HF_HOME or HF_HUB_OFFLINE run the CLI in a subprocess.
+    """
+    import sys
+
+    from hub_server import HubServer
+
+    server = HubServer(tmp_path_factory.mktemp("hub-repos")).start()
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None and constants.ENDPOINT != server.url:
+        pytest.fail("huggingface_hub was used before the `hub` fixture, so it cannot be pointed at the test Hub")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("HF_ENDPOINT", server.url)
+        env.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf-home")))
+        env.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        env.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+        for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "HF_HUB_CACHE", "CHARZOO_ZOO"):
+            env.delenv(name, raising=False)
+        yield server
+    server.close()

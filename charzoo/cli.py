@@ -245,6 +245,61 @@ def list_(json_: JsonOpt = False) -> None:
 # === Visualisation (viz, neurons) ===
 
 
+class Feature(str, enum.Enum):
+    quotes = "quotes"
+    brackets = "brackets"
+    line_position = "line-position"
+    url = "url"
+    wiki_link = "wiki-link"
+
+
+TextFileArg = Annotated[Path, typer.Argument(help="UTF-8 text to run through the model.")]
+
+
+@app.command(rich_help_panel="Insight")
+def viz(
+    model: ModelArg,
+    textfile: TextFileArg,
+    out: Annotated[Path, typer.Option(help="HTML file to write (self-contained: opens from disk).")],
+    max_chars: Annotated[int, typer.Option(help="Characters of the text to show, from the start.")] = 3000,
+    layer: Annotated[Optional[int], typer.Option(help="Show only this layer's units (0-based).  [default: all]")] = None,
+    units: Annotated[Optional[int], typer.Option(help="Units in the shortlist of interesting units.  [default: 10]")] = None,
+) -> None:
+    """Write an HTML report: the model's guesses for each next character, its neurons, and its training."""
+    from charzoo.data import read_corpus
+    from charzoo.viz import write_report
+    from charzoo.zoo import load
+
+    text = read_corpus(textfile)
+    write_report(load(model, on_source=_report_source), text, out, max_chars=max_chars, layer=layer, units=units)
+    typer.echo(f"wrote {out}")
+
+
+@app.command(rich_help_panel="Insight")
+def neurons(
+    model: ModelArg,
+    textfile: TextFileArg,
+    feature: Annotated[Optional[Feature], typer.Option(help="Rank units for this feature only.  [default: all]")] = None,
+    top: Annotated[int, typer.Option(help="How many units to print.")] = 10,
+    max_chars: Annotated[int, typer.Option(help="Characters of the text to analyse, from the start.")] = 20000,
+    json_: JsonOpt = False,
+) -> None:
+    """Rank hidden units by how well they track quotes, brackets, line position, URLs and [[links]]."""
+    from charzoo.data import read_corpus
+    from charzoo.viz import rank_neurons
+    from charzoo.zoo import load
+
+    text = read_corpus(textfile)
+    scores = rank_neurons(load(model, on_source=_report_source), text, feature=feature.value if feature else None,
+                          top=top, max_chars=max_chars)
+    if json_:
+        _print_json([s.to_json() for s in scores])
+        return
+    typer.echo(f"{'layer':>5} {'unit':>5}  {'feature':<13} {'r':>6}")
+    for s in scores:
+        typer.echo(f"{s.layer:>5} {s.unit:>5}  {s.feature:<13} {s.correlation:+.3f}")
+
+
 def _report_source(message: str) -> None:
     typer.echo(message, err=True)
 

@@ -90,17 +90,18 @@ def parse_repo_ref(ref: str, revision: str | None = None) -> tuple[str, str | No
     from huggingface_hub.utils import validate_repo_id
 
     repo_id, at, ref_revision = ref.partition("@")
+    well_formed = repo_id.count("/") == 1 and not (at and not ref_revision)
     try:
-        if repo_id.count("/") != 1 or (at and not ref_revision):
-            raise HFValidationError(ref)
-        validate_repo_id(repo_id)
-    except HFValidationError as e:
+        validate_repo_id(repo_id)  # huggingface_hub's own rules: characters, length, no '--' or '..'
+    except HFValidationError:
+        well_formed = False
+    if not well_formed:
         raise CharzooError(
             f"'{ref}' is not a model directory, a zoo name or a Hub repo id {REPO_REF_HELP}; "
             "see `charzoo list` for zoo names", exit_code=2,
-        ) from e
+        )
     if ref_revision and revision is not None and revision != ref_revision:
-        raise CharzooError(f"'{ref}' names revision {ref_revision} but --revision says {revision}; give one", 2)
+        raise CharzooError(f"'{ref}' names revision {ref_revision} but --revision says {revision}; give one", exit_code=2)
     return repo_id, ref_revision or revision
 
 

@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Any
 from charzoo.errors import CharzooError
 
 __version__ = "0.1.0"
-__all__ = ["CharzooError", "__version__", "load", "pull", "push", "train", "sample_text", "evaluate"]
+__all__ = ["CharzooError", "__version__", "load", "pull", "push", "train", "finetune", "sample_text", "evaluate"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from charzoo.evaluation import evaluate
+    from charzoo.finetuning import finetune
     from charzoo.hub import pull, push
     from charzoo.sampling import sample_text
     from charzoo.training import train
@@ -25,6 +26,7 @@ _LAZY = {
     "pull": "charzoo.hub",
     "push": "charzoo.hub",
     "train": "charzoo.training",
+    "finetune": "charzoo.finetuning",
     "sample_text": "charzoo.sampling",
     "evaluate": "charzoo.evaluation",
 }

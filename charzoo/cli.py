@@ -8,11 +8,13 @@ TensorFlow.
 from __future__ import annotations
 
 import enum
+import functools
+import inspect
 import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Callable, Optional, get_type_hints
 
 import click
 import typer
@@ -51,7 +53,64 @@ def _print_json(data: object) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
+# The flags `train` and `finetune` share, defined once: name -> (type, default, help). The first group are
+# `TrainConfig` fields, the rest keywords of `charzoo.training.train`; a command receives them as one dict.
+_TRAINING_FLAGS: dict[str, tuple[Any, Any, str]] = {
+    "seq_len": (int, 128, "Characters per training window."),
+    "batch_size": (int, 64, "Windows per batch."),
+    "steps": (Optional[int], None, "Optimizer steps in total."),
+    "epochs": (Optional[float], None, "Passes over the training split (instead of --steps)."),
+    "lr": (float, 2e-3, "Peak learning rate (cosine decay to lr/10)."),
+    "val_fraction": (float, 0.1, "Last fraction of the corpus held out for validation."),
+    "sample_every": (int, 500, "Print and log a sample every N steps."),
+    "checkpoint_every": (int, 500, "Validate and checkpoint every N steps."),
+    "patience": (Optional[int], None, "Stop early after P checkpoints without a better val loss."),
+    "seed": (int, 0, "Random seed (weights, data order, samples)."),
+    "resume": (bool, False, "Continue from the checkpoint in --out."),
+    "force": (bool, False, "Replace a model already in --out."),
+    "encoding": (str, "utf-8", "Text encoding of the corpus."),
+    "errors": (str, "strict", "Decoding errors: strict, or replace to substitute U+FFFD."),
+}
+_RUN_FLAGS = ("resume", "force", "encoding", "errors")
+
+
+def _training_flags(**defaults: Any) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Give a command the shared training flags after its own; it receives their values as `training`.
+
+    `defaults` changes a flag's default for this command (finetune's lower --lr).
+    """
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        hints = get_type_hints(command, include_extras=True)
+        own = [p.replace(annotation=hints[p.name]) for p in inspect.signature(command).parameters.values()
+               if p.name != "training"]
+        shared = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=defaults.get(name, default),
+                              annotation=Annotated[kind, typer.Option(help=text)])
+            for name, (kind, default, text) in _TRAINING_FLAGS.items()
+        ]
+
+        @functools.wraps(command)
+        def run(**values: Any) -> None:
+            command(training={name: values.pop(name) for name in _TRAINING_FLAGS}, **values)
+
+        run.__signature__ = inspect.Signature(own + shared)  # what typer reads to build the options
+        run.__annotations__ = {p.name: p.annotation for p in own + shared}
+        return run
+
+    return decorate
+
+
+def _train_keywords(training: dict[str, Any]) -> dict[str, Any]:
+    """Keywords for `charzoo.training.train` from the shared flags: a `TrainConfig` and the run options."""
+    from charzoo.training import TrainConfig
+
+    config = {k: v for k, v in training.items() if k not in _RUN_FLAGS}
+    return {"train_config": TrainConfig(**config), **{k: training[k] for k in _RUN_FLAGS}}
+
+
 @app.command(rich_help_panel="Models")
+@_training_flags()
 def train(
     corpus: Annotated[Path, typer.Argument(help="UTF-8 text file to train on.")],
     out: Annotated[Path, typer.Option(help="Output model directory (checkpoints and samples go here too).")],
@@ -60,35 +119,19 @@ def train(
     hidden: Annotated[Optional[int], typer.Option(help="Units per recurrent layer.  [default: 512]")] = None,
     embedding_dim: Annotated[Optional[int], typer.Option(help="Character embedding size.  [default: 64]")] = None,
     dropout: Annotated[Optional[float], typer.Option(help="Dropout after each recurrent layer.  [default: 0.0]")] = None,
-    seq_len: Annotated[int, typer.Option(help="Characters per training window.")] = 128,
-    batch_size: Annotated[int, typer.Option(help="Windows per batch.")] = 64,
-    steps: Annotated[Optional[int], typer.Option(help="Optimizer steps in total.")] = None,
-    epochs: Annotated[Optional[float], typer.Option(help="Passes over the training split (instead of --steps).")] = None,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (cosine decay to lr/10).")] = 2e-3,
-    val_fraction: Annotated[float, typer.Option(help="Last fraction of the corpus held out for validation.")] = 0.1,
-    sample_every: Annotated[int, typer.Option(help="Print and log a sample every N steps.")] = 500,
-    checkpoint_every: Annotated[int, typer.Option(help="Validate and checkpoint every N steps.")] = 500,
-    resume: Annotated[bool, typer.Option(help="Continue from the checkpoint in --out.")] = False,
-    force: Annotated[bool, typer.Option(help="Replace a model already in --out.")] = False,
-    seed: Annotated[int, typer.Option(help="Random seed (weights, data order, samples).")] = 0,
-    encoding: Annotated[str, typer.Option(help="Text encoding of the corpus.")] = "utf-8",
-    errors: Annotated[str, typer.Option(help="Decoding errors: strict, or replace to substitute U+FFFD.")] = "strict",
+    *,
+    training: dict[str, Any],
 ) -> None:
     """Train a char-RNN on a text file, with checkpoints and samples as it learns."""
-    from charzoo.training import TrainConfig
     from charzoo.training import train as train_model
 
     model_config = {
         "cell": cell.value if cell else None, "layers": layers, "hidden": hidden,
         "embedding_dim": embedding_dim, "dropout": dropout,
     }
-    train_config = TrainConfig(
-        seq_len=seq_len, batch_size=batch_size, steps=steps, epochs=epochs, lr=lr, val_fraction=val_fraction,
-        sample_every=sample_every, checkpoint_every=checkpoint_every, seed=seed,
-    )
     result = train_model(
-        corpus, out, model_config=model_config, train_config=train_config, resume=resume, force=force,
-        encoding=encoding, errors=errors, metadata={"name": out.name, "command": _command_line()},
+        corpus, out, model_config=model_config, metadata={"name": out.name, "command": _command_line()},
+        **_train_keywords(training),
     )
     val = result.metadata.get("val_loss")
     typer.echo(f"saved {out}" + ("" if val is None else f" (val {val:.4f} nats/char)"))
@@ -237,6 +280,57 @@ def list_(json_: JsonOpt = False) -> None:
 
 
 # === Fine-tuning (finetune) ===
+
+
+class VocabPolicy(str, enum.Enum):
+    extend = "extend"
+    strict = "strict"
+    unk = "unk"
+
+
+# Accepted only to be refused with a reason: the architecture of a fine-tune is its base model's.
+_ArchitectureFlag = Annotated[Optional[str], typer.Option(hidden=True)]
+
+
+@app.command(rich_help_panel="Models")
+@_training_flags(lr=5e-4)
+def finetune(
+    base: ModelArg,
+    corpus: Annotated[Path, typer.Argument(help="UTF-8 text file to fine-tune on.")],
+    out: Annotated[Path, typer.Option(help="Output model directory; never the base model's own.")],
+    vocab_policy: Annotated[VocabPolicy, typer.Option(
+        help="Characters the base lacks: append them (extend), refuse them (strict), or map them to one (unk)."
+    )] = VocabPolicy.extend,
+    freeze_embedding: Annotated[bool, typer.Option(help="Keep the base's character embedding.")] = False,
+    freeze_layers: Annotated[int, typer.Option(help="Keep the first N recurrent layers of the base.")] = 0,
+    cell: _ArchitectureFlag = None,
+    layers: _ArchitectureFlag = None,
+    hidden: _ArchitectureFlag = None,
+    embedding_dim: _ArchitectureFlag = None,
+    dropout: _ArchitectureFlag = None,
+    *,
+    training: dict[str, Any],
+) -> None:
+    """Fine-tune a pretrained model on new text, growing its vocabulary by the text's new characters."""
+    architecture = {"cell": cell, "layers": layers, "hidden": hidden, "embedding-dim": embedding_dim,
+                    "dropout": dropout}
+    given = [f"--{name}" for name, value in architecture.items() if value is not None]
+    if given:
+        raise CharzooError(
+            f"{', '.join(given)}: finetune keeps the base model's architecture; drop the flag, "
+            f"or train a new model with `charzoo train`",
+            exit_code=2,
+        )
+    from charzoo.finetuning import finetune as finetune_model
+
+    result = finetune_model(
+        base, corpus, out=out, vocab_policy=vocab_policy.value, freeze_embedding=freeze_embedding,
+        freeze_layers=freeze_layers, metadata={"command": _command_line()}, on_source=_report_source, **training,
+    )
+    meta = result.metadata
+    added = meta["finetune"]["added_chars"]
+    typer.echo(f"saved {out} (fine-tuned from {meta['base_model']}, {len(added)} new characters"
+               + ("" if meta.get("val_loss") is None else f", val {meta['val_loss']:.4f} nats/char") + ")")
 
 
 # === TensorFlow export (export) ===

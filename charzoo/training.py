@@ -54,12 +54,16 @@ class TrainConfig:
     seed: int = 0
     clipnorm: float = 5.0  # char-rnn's gradient clip
     patience: int | None = None  # stop after this many rounds without a better val loss
+    freeze_embedding: bool = False  # fine-tuning: keep the character embedding as it is
+    freeze_layers: int = 0  # fine-tuning: keep the first N recurrent layers as they are
 
     def __post_init__(self) -> None:
         for name in ("seq_len", "batch_size", "sample_every", "checkpoint_every", "steps", "patience"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise CharzooError(f"{name} must be a positive integer, got {value!r}", exit_code=2)
+        if isinstance(self.freeze_layers, bool) or not isinstance(self.freeze_layers, int) or self.freeze_layers < 0:
+            raise CharzooError(f"freeze_layers must be a non-negative integer, got {self.freeze_layers!r}", exit_code=2)
         if self.epochs is not None and not self.epochs > 0:
             raise CharzooError(f"epochs must be positive, got {self.epochs!r}", exit_code=2)
         if self.steps is not None and self.epochs is not None:
@@ -126,6 +130,19 @@ def _optimizer(config: TrainConfig, total_steps: int):
         warmup_steps=warmup,
     )
     return keras.optimizers.Adam(learning_rate=schedule, global_clipnorm=config.clipnorm)
+
+
+def freeze(model: CharRNN, config: TrainConfig) -> None:
+    """Mark the embedding and the first `freeze_layers` recurrent layers untrainable, as `config` asks."""
+    if config.freeze_layers > model.config.layers:
+        raise CharzooError(
+            f"--freeze-layers {config.freeze_layers} is more than the model's {model.config.layers} recurrent "
+            f"layers; use at most {model.config.layers}",
+            exit_code=2,
+        )
+    model.embedding.trainable = not config.freeze_embedding
+    for index, layer in enumerate(model.recurrent):
+        layer.trainable = index >= config.freeze_layers
 
 
 def compile_model(model: CharRNN, config: TrainConfig, total_steps: int) -> None:
@@ -301,6 +318,7 @@ def train(
     else:
         model = CharRNN.from_model_config(config)
         model.build_for_loading()
+    freeze(model, train_config)  # before compiling: the optimizer holds state for trainable weights only
     compile_model(model, train_config, total)
     step = 0
     history: list[dict[str, Any]] = state.get("history", [])
@@ -356,7 +374,7 @@ def train(
 
     result = CharModel(model, vocab)
     train_seconds = elapsed_before + time.time() - started
-    val = evaluate(result, val_text) if len(val_text) > 1 else None
+    val = evaluate(result, val_text, map_unknown=True) if len(val_text) > 1 else None  # as the training ids are
     result.metadata = {
         **(metadata or {}),
         "corpus": {"name": (metadata or {}).get("corpus_name", corpus_name), "sha256": sha256, "chars": len(text)},

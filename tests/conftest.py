@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+from hub_server import HubServer
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -42,28 +46,24 @@ def tiny_model(tiny_model_dir):
     return load_dir(tiny_model_dir)
 
 
+# huggingface_hub reads HF_ENDPOINT and HF_HOME once, on first use, and any test may use it first;
+# so the loopback Hub is bound and the environment set before any test runs. It serves once `hub` starts it.
+_HUB_ROOT = Path(tempfile.mkdtemp(prefix="charzoo-test-hub-"))
+atexit.register(shutil.rmtree, _HUB_ROOT, True)
+_HUB = HubServer(_HUB_ROOT / "repos")
+os.environ.update(HF_ENDPOINT=_HUB.url, HF_HOME=str(_HUB_ROOT / "hf-home"), HF_HUB_DISABLE_PROGRESS_BARS="1",
+                  HF_HUB_DISABLE_TELEMETRY="1")
+for _name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "HF_HUB_CACHE", "CHARZOO_ZOO"):
+    os.environ.pop(_name, None)
+
+
 @pytest.fixture(scope="session")
-def hub(tmp_path_factory):
-    """A Hub-compatible server on loopback, with this process's huggingface_hub pointed at it.
+def hub() -> HubServer:
+    """The Hub-compatible server on loopback that this process's huggingface_hub talks to.
 
-    huggingface_hub reads HF_ENDPOINT and HF_HOME once, when its constants are first
-    imported, so they are set here for the whole session; tests keep apart by repo
-    name, and tests that need their own HF_HOME or HF_HUB_OFFLINE run the CLI in a subprocess.
+    In-process tests share its HF_HOME and keep apart by repo name; tests that need
+    their own HF_HOME or HF_HUB_OFFLINE run the CLI in a subprocess.
     """
-    import sys
-
-    from hub_server import HubServer
-
-    server = HubServer(tmp_path_factory.mktemp("hub-repos")).start()
-    constants = sys.modules.get("huggingface_hub.constants")
-    if constants is not None and constants.ENDPOINT != server.url:
-        pytest.fail("huggingface_hub was used before the `hub` fixture, so it cannot be pointed at the test Hub")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("HF_ENDPOINT", server.url)
-        env.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf-home")))
-        env.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        env.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-        for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "HF_HUB_CACHE", "CHARZOO_ZOO"):
-            env.delenv(name, raising=False)
-        yield server
-    server.close()
+    _HUB.start()
+    yield _HUB
+    _HUB.close()

@@ -356,8 +356,8 @@ def viz(
     textfile: TextFileArg,
     out: Annotated[Path, typer.Option(help="HTML file to write (self-contained: opens from disk).")],
     max_chars: Annotated[int, typer.Option(help="Characters of the text to show, from the start.")] = 3000,
-    layer: Annotated[Optional[int], typer.Option(help="Show only this layer's units (0-based).  [default: all]")] = None,
-    units: Annotated[Optional[int], typer.Option(help="Units in the shortlist of interesting units.  [default: 10]")] = None,
+    layer: Annotated[Optional[int], typer.Option(help="Show only this layer (0-based).  [default: all]")] = None,
+    units: Annotated[Optional[int], typer.Option(help="Units in the shortlist.  [default: 10]")] = None,
 ) -> None:
     """Write an HTML report: the model's guesses for each next character, its neurons, and its training."""
     from charzoo.data import read_corpus
@@ -373,7 +373,7 @@ def viz(
 def neurons(
     model: ModelArg,
     textfile: TextFileArg,
-    feature: Annotated[Optional[Feature], typer.Option(help="Rank units for this feature only.  [default: all]")] = None,
+    feature: Annotated[Optional[Feature], typer.Option(help="Rank units for this feature only.")] = None,
     top: Annotated[int, typer.Option(help="How many units to print.")] = 10,
     max_chars: Annotated[int, typer.Option(help="Characters of the text to analyse, from the start.")] = 20000,
     json_: JsonOpt = False,

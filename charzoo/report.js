@@ -31,7 +31,7 @@
       var c = chars[t], col = document.createElement("div"), head = document.createElement("div");
       col.className = "col";
       head.className = "ch";
-      head.textContent = visible(c);
+      head.textContent = c === " " ? "\u00a0" : visible(c);  // the text row reads as text
       var lines = [describe(c)];
       if (unknown.has(t)) {
         head.classList.add("unknown");
@@ -118,7 +118,7 @@
     return null;
   }
 
-  function select(layerIndex, unit) {
+  function select(layerIndex, unit, keepHash) {
     var layer = layerByIndex(layerIndex) || layers[0];
     unit = Math.min(H - 1, Math.max(0, unit | 0));
     current = {layer: layer.index, unit: unit};
@@ -146,7 +146,8 @@
     var box = document.getElementById("neuron-text");
     box.dataset.layer = layer.index;
     box.dataset.unit = unit;
-    try { history.replaceState(null, "", "#layer=" + layer.index + "&unit=" + unit); } catch (e) { /* file: URLs in some browsers */ }
+    if (keepHash) return;
+    try { history.replaceState(null, "", "#layer=" + layer.index + "&unit=" + unit); } catch (e) { /* some file: URLs */ }
   }
 
   function fromHash() {
@@ -166,6 +167,6 @@
     if (wanted) select(wanted.layer, wanted.unit);
   });
   var start = fromHash() || (data.picks.length ? data.picks[0] : {layer: layers[0].index, unit: 0});
-  select(start.layer, start.unit);
+  select(start.layer, start.unit, true);  // keeps a #training link working
   if (document.body.getAttribute("data-status") !== "error") document.body.setAttribute("data-status", "ok");
 })();

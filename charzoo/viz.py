@@ -66,7 +66,7 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 def trace_text(charmodel: CharModel, text: str, *, top_k: int = TOP_K) -> TextTrace:
     """Run `text` through the model as one stream and return its predictions and activations."""
-    if not text:
+    if not text.strip():
         raise CharzooError("the text is empty; pass a file with some text in it", exit_code=2)
     vocab = charmodel.vocab
     known = np.isin(code_points(text), np.array([ord(c) for c in vocab.chars], np.uint32))
@@ -120,8 +120,6 @@ def rank_neurons(
         raise CharzooError(f"--max-chars must be at least 2, got {max_chars}", exit_code=2)
     if feature is not None and feature not in FEATURES:
         raise CharzooError(f"unknown feature {feature!r}; choose one of {', '.join(FEATURES)}", exit_code=2)
-    if not text.strip():
-        raise CharzooError("the text is empty; pass a file with some text in it", exit_code=2)
     trace = trace_text(charmodel, text[:max_chars])
     features = text_features(trace.text)
     present = varying_features(features)
@@ -155,30 +153,30 @@ def write_report(
         raise CharzooError(f"--max-chars must be at least 1, got {max_chars}", exit_code=2)
     if layer is not None and not 0 <= layer < config.layers:
         raise CharzooError(
-            f"--layer {layer} is out of range; the model has {config.layers} layer(s), numbered 0 to {config.layers - 1}",
+            f"--layer {layer} is out of range; the model has {config.layers} layer(s), "
+            f"numbered 0 to {config.layers - 1}",
             exit_code=2,
         )
     shown_layers = list(range(config.layers)) if layer is None else [layer]
     available = config.hidden * len(shown_layers)
     units = min(DEFAULT_UNITS, available) if units is None else units
     if not 1 <= units <= available:
-        raise CharzooError(f"--units {units} is out of range; choose 1 to {available} units for the shortlist", exit_code=2)
-    if not text.strip():
-        raise CharzooError("the text is empty; pass a file with some text in it", exit_code=2)
-    check_writable(out)
+        raise CharzooError(f"--units {units} is out of range; choose 1 to {available} units for the shortlist",
+                           exit_code=2)
+    _check_writable(out)
 
     trace = trace_text(charmodel, text[:max_chars])
     features = text_features(trace.text)
     picks = [replace(p, layer=shown_layers[p.layer])
              for p in shortlist([trace.activations[i] for i in shown_layers], features, units)]
     try:
-        write_text(out, render_report(charmodel, trace, shown_layers, picks))
+        write_text(out, _render_report(charmodel, trace, shown_layers, picks))
     except OSError as e:
         raise CharzooError(f"cannot write the report to {out}: {e.strerror or e}") from e
     return out
 
 
-def check_writable(out: Path) -> None:
+def _check_writable(out: Path) -> None:
     """Fail before any work when the report could not be written to `out`."""
     if out.is_dir():
         raise CharzooError(f"--out {out} is a directory; pass a file name such as {out / 'report.html'}", exit_code=2)
@@ -236,6 +234,9 @@ def _summary(charmodel: CharModel, trace: TextTrace) -> str:
         f"{len(trace.vocab)}-character vocabulary",
         f"{len(trace.text):,} characters shown",
     ]
+    corpus, steps = charmodel.metadata.get("corpus"), charmodel.metadata.get("steps")
+    if isinstance(corpus, dict) and isinstance(corpus.get("name"), str) and isinstance(steps, int):
+        parts.insert(1, f"trained {steps:,} steps on {corpus['name']}")
     if bits is not None:
         parts.append(f"{bits:.2f} bits/char on this text")
     if unknown:
@@ -243,7 +244,7 @@ def _summary(charmodel: CharModel, trace: TextTrace) -> str:
     return " · ".join(parts)
 
 
-def render_report(charmodel: CharModel, trace: TextTrace, shown_layers: list[int], picks: list[Pick]) -> str:
+def _render_report(charmodel: CharModel, trace: TextTrace, shown_layers: list[int], picks: list[Pick]) -> str:
     """The whole report as one HTML string."""
     name = charmodel.metadata.get("name") or (charmodel.path.name if charmodel.path else "model")
     training = _training_section(charmodel)
@@ -335,7 +336,7 @@ def _nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     return [first + i * step for i in range(int((high - first) / step + 1e-9) + 1)]
 
 
-def loss_chart_svg(history: list[dict[str, Any]], *, width: int = 720, height: int = 280) -> str:
+def _loss_chart_svg(history: list[dict[str, Any]], *, width: int = 720, height: int = 280) -> str:
     """Train and validation loss against step as an inline SVG line chart."""
     series = [(key, label, css) for key, label, css in
               (("loss", "train", "train"), ("val_loss", "validation", "val"))
@@ -364,7 +365,8 @@ def loss_chart_svg(history: list[dict[str, Any]], *, width: int = 720, height: i
                      f'<text class="tick" x="{left - 6}" y="{sy(y) + 4:.1f}" text-anchor="end">{y:g}</text>')
     for x in _nice_ticks(x_low, x_high):
         parts.append(f'<text class="tick" x="{sx(x):.1f}" y="{height - bottom + 16}" text-anchor="middle">{x:g}</text>')
-    parts.append(f'<text class="axis-label" x="{(left + width - right) / 2}" y="{height - 6}" text-anchor="middle">step</text>'
+    parts.append(f'<text class="axis-label" x="{(left + width - right) / 2}" y="{height - 6}" '
+                 f'text-anchor="middle">step</text>'
                  f'<text class="axis-label" x="14" y="{(top + height - bottom) / 2}" text-anchor="middle" '
                  f'transform="rotate(-90 14 {(top + height - bottom) / 2})">loss (nats/char)</text>')
     for i, (key, label, css) in enumerate(series):
@@ -413,7 +415,7 @@ def _training_section(charmodel: CharModel) -> str:
     samples = _read_samples(charmodel.path / SAMPLES_FILE) if charmodel.path else []
     body = []
     if has_losses:
-        body.append(f'<h3>Loss</h3><div class="chart">{loss_chart_svg(history)}</div>')
+        body.append(f'<h3>Loss</h3><div class="chart">{_loss_chart_svg(history)}</div>')
     if samples:
         body.append(_samples_table(samples))
     if not body:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from charzoo.errors import CharzooError
-from charzoo.models import NumpyCharRNN
+from charzoo.models import NumpyCharRNN, one_blas_thread
 
 CHUNK = 2048  # characters per forward call; the state carries across chunks
 
@@ -34,6 +34,7 @@ def log_probs(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return z[np.arange(len(targets)), targets] - np.log(np.exp(z).sum(axis=-1))
 
 
+@one_blas_thread
 def evaluate(charmodel, text: str, *, map_unknown: bool = False) -> EvalResult:
     """Cross-entropy of `charmodel` on `text`, the first character unscored.
 

@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 
 from charzoo.errors import CharzooError
-from charzoo.models import NumpyCharRNN
+from charzoo.models import NumpyCharRNN, one_blas_thread
 
 
 def check_sampling_options(temperature: float, top_k: int | None, top_p: float | None, length: int, num: int) -> None:
@@ -55,6 +55,7 @@ def draw(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.minimum((cdf <= u).sum(axis=-1), probs.shape[-1] - 1)
 
 
+@one_blas_thread
 def sample_text(
     charmodel,
     *,

@@ -405,7 +405,7 @@ def main() -> None:
     except CharzooError as e:
         typer.echo(f"charzoo: error: {e}", err=True)
         sys.exit(e.exit_code)
-    except click.ClickException as e:  # usage errors: click's own message, exit 2
+    except (click.ClickException, typer.TyperException) as e:  # usage errors (typer vendors click): exit 2
         e.show()
         sys.exit(e.exit_code)
     except (KeyboardInterrupt, click.Abort):

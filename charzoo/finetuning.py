@@ -91,9 +91,11 @@ def _repeat_mean(weights: np.ndarray, axis: int, count: int) -> np.ndarray:
     return np.repeat(weights.mean(axis=axis, keepdims=True), count, axis=axis).astype(weights.dtype)
 
 
-def base_reference(base: str | Path, charmodel: CharModel, source: list[str]) -> dict[str, Any]:
+def base_reference(base: str | Path | CharModel, charmodel: CharModel, source: list[str]) -> dict[str, Any]:
     """Metadata naming the base model: `base_model` (repo id, zoo name or local path) and how to get it again."""
     reference: dict[str, Any] = {}
+    if isinstance(base, CharModel):  # already loaded: named by where it was loaded from, if anywhere
+        base = charmodel.path or charmodel.metadata.get("repo_id") or charmodel.metadata.get("name") or "unnamed"
     local = Path(base).is_dir()
     name, _, revision = str(base).partition("@")
     reference["base_model"] = str(Path(base).resolve()) if local else charmodel.metadata.get("repo_id") or name
@@ -126,7 +128,7 @@ def _refuse_overwriting(base_dir: Path | None, out: Path) -> None:
 
 
 def finetune(
-    base: str | Path,
+    base: str | Path | CharModel,
     text_or_path: str | os.PathLike,
     *,
     out: str | Path,
@@ -145,7 +147,8 @@ def finetune(
     """Fine-tune the model `base` on new text into the model directory `out`; `base` itself is never changed.
 
     Args:
-        base: any model form `charzoo.zoo.load` accepts (model directory, zoo name, Hub repo id).
+        base: any model form `charzoo.zoo.load` accepts (model directory, zoo name, Hub repo id), or a
+            loaded `CharModel`.
         text_or_path: the new text itself (str) or a path to a text file.
         out: the output model directory; it may not be, or contain, the base model's directory.
         vocab_policy: "extend" (append new characters), "strict" (refuse them) or "unk" (map them to one
@@ -175,7 +178,7 @@ def finetune(
         if on_source is not None:
             on_source(line)
 
-    base_model = load(base, on_source=record_source)
+    base_model = base if isinstance(base, CharModel) else load(base, on_source=record_source)
     _refuse_overwriting(base_model.path, out)
     vocab = adapt_vocab(base_model.vocab, text, vocab_policy)
     start = resize_vocab(base_model, vocab)
@@ -188,5 +191,6 @@ def finetune(
     return train(
         corpus, out, train_config=train_config, init=start, resume=resume, force=force, encoding=encoding,
         errors=errors, verbose=verbose,
-        metadata={"name": out.name, **base_reference(base, base_model, source), "finetune": details, **(metadata or {})},
+        metadata={"name": out.name, **base_reference(base, base_model, source), "finetune": details,
+                  **(metadata or {})},
     )

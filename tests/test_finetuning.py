@@ -56,7 +56,8 @@ def test_strict_names_the_new_characters_and_unk_maps_them_to_one_new_row(tiny_m
     unk = adapt_vocab(tiny_model.vocab, "Anna, Bob!", "unk")
     assert unk.chars == tiny_model.vocab.chars + (UNKNOWN_CHAR,) and unk.unknown == UNKNOWN_CHAR
     assert adapt_vocab(unk, "Anna, Bob!", "unk") is unk  # a vocabulary that has an unknown keeps it
-    assert list(unk.encode("A,!", map_unknown=True)) == [tiny_model.vocab.encode("A")[0], unk.unknown_id, unk.unknown_id]
+    a = tiny_model.vocab.encode("A")[0]
+    assert list(unk.encode("A,!", map_unknown=True)) == [a, unk.unknown_id, unk.unknown_id]
     with pytest.raises(CharzooError, match="all of its characters"):
         adapt_vocab(tiny_model.vocab, "!?!?", "unk")
     with pytest.raises(CharzooError, match="vocab policy must be one of extend, strict, unk"):
@@ -165,11 +166,15 @@ def test_an_interrupted_finetune_resumes_to_the_same_weights(tmp_path, tiny_mode
         np.testing.assert_allclose(weights(resumed.model)[path], value, rtol=1e-5, atol=1e-6)
 
 
-def test_unk_policy_grows_the_vocabulary_by_one_row(tmp_path, tiny_model_dir, tiny_model, new_text):
-    result = finetune(tiny_model_dir, new_text, out=tmp_path / "unk", vocab_policy="unk", **{**TINY_RUN, "steps": 20})
+def test_unk_policy_grows_the_vocabulary_by_one_row_from_a_loaded_base(tmp_path, tiny_model_dir, tiny_model, new_text):
+    before = weights(tiny_model.model)
+    result = finetune(tiny_model, new_text, out=tmp_path / "unk", vocab_policy="unk", **{**TINY_RUN, "steps": 20})
     assert result.vocab.chars == tiny_model.vocab.chars + (UNKNOWN_CHAR,)
     assert result.metadata["training"]["lr"] == 5e-4  # fine-tuning's default, a quarter of training's
+    assert result.metadata["base_model"] == str(tiny_model_dir.resolve())
     assert load_dir(tmp_path / "unk").vocab == Vocab(tiny_model.vocab.chars + (UNKNOWN_CHAR,), UNKNOWN_CHAR)
+    for path, value in weights(tiny_model.model).items():  # the loaded base object is not trained in place
+        np.testing.assert_array_equal(value, before[path])
 
 
 def test_finetune_from_a_hub_repo_records_repo_and_commit_and_the_push_shows_it(hub, tiny_model_dir, new_text,

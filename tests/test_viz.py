@@ -253,6 +253,12 @@ def test_viz_marks_unknown_characters_and_neurons_cli(tiny_model_dir, tmp_path):
     assert missing.stderr.count("\n") == 1
 
 
+def test_neurons_rejects_an_unknown_feature_without_a_traceback(tmp_path):
+    result = _charzoo("neurons", "some-model", "text.txt", "--feature", "commas", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "Invalid value for '--feature'" in result.stderr and "quotes" in result.stderr
+
+
 # === A real browser ===
 
 def _chromium(profile: Path, *args: str) -> subprocess.CompletedProcess:

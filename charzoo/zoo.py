@@ -38,6 +38,7 @@ CARD_FILE = "README.md"
 MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE, VOCAB_FILE, METADATA_FILE, CARD_FILE)
 SAMPLES_FILE = "samples.jsonl"  # sample evolution during training
 CHECKPOINT_DIR = "checkpoint"
+IDS_CACHE_DIR = "ids-cache"  # the corpus as memory-mapped compact ids, written once per run
 
 
 @dataclass
@@ -108,6 +109,13 @@ def _write_model_files(charmodel: CharModel, directory: Path) -> None:
         model.build_for_loading()
     metadata = {**charmodel.metadata, "params": count_params(model)}
     weights_tmp = directory / f".{WEIGHTS_FILE}.tmp.weights.h5"
+    if getattr(model, "optimizer", None) is not None:
+        # A compiled model's .h5 would carry the optimizer's slots too (3x the size for Adam); a model
+        # directory holds the model alone, so save an uncompiled twin with the same weights.
+        twin = CharRNN.from_model_config(charmodel.config)
+        twin.build_for_loading()
+        twin.set_weights(model.get_weights())
+        model = twin
     model.save_weights(weights_tmp)
     os.replace(weights_tmp, directory / WEIGHTS_FILE)
     write_json(directory / VOCAB_FILE, charmodel.vocab.to_json())

@@ -41,6 +41,11 @@ class Split(str, enum.Enum):
     val = "val"
 
 
+class Strategy(str, enum.Enum):
+    mirrored = "mirrored"
+    multiworker = "multiworker"
+
+
 ModelArg = Annotated[str, typer.Argument(help="Model directory, zoo name, or Hub repo id owner/name[@revision].")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
@@ -119,20 +124,30 @@ def train(
     hidden: Annotated[Optional[int], typer.Option(help="Units per recurrent layer.  [default: 512]")] = None,
     embedding_dim: Annotated[Optional[int], typer.Option(help="Character embedding size.  [default: 64]")] = None,
     dropout: Annotated[Optional[float], typer.Option(help="Dropout after each recurrent layer.  [default: 0.0]")] = None,
+    strategy: Annotated[Optional[Strategy], typer.Option(
+        help="tf.distribute: mirrored (this machine's devices) or multiworker (one process per TF_CONFIG task)."
+    )] = None,
     *,
     training: dict[str, Any],
 ) -> None:
     """Train a char-RNN on a text file, with checkpoints and samples as it learns."""
+    import contextlib
+
+    from charzoo.distribute import make_strategy
+
+    # The strategy first: a multi-worker one must exist before anything starts TensorFlow.
+    scope = make_strategy(strategy.value).scope() if strategy else contextlib.nullcontext()
     from charzoo.training import train as train_model
 
     model_config = {
         "cell": cell.value if cell else None, "layers": layers, "hidden": hidden,
         "embedding_dim": embedding_dim, "dropout": dropout,
     }
-    result = train_model(
-        corpus, out, model_config=model_config, metadata={"name": out.name, "command": _command_line()},
-        **_train_keywords(training),
-    )
+    with scope:
+        result = train_model(
+            corpus, out, model_config=model_config, metadata={"name": out.name, "command": _command_line()},
+            **_train_keywords(training),
+        )
     val = result.metadata.get("val_loss")
     typer.echo(f"saved {out}" + ("" if val is None else f" (val {val:.4f} nats/char)"))
 
@@ -334,6 +349,24 @@ def finetune(
 
 
 # === TensorFlow export (export) ===
+class ExportFormat(str, enum.Enum):
+    savedmodel = "savedmodel"
+
+
+@app.command(rich_help_panel="Models")
+def export(
+    model: ModelArg,
+    out_dir: Annotated[Path, typer.Argument(help="New directory for the export.")],
+    format_: Annotated[ExportFormat, typer.Option("--format", help="Export format.")] = ExportFormat.savedmodel,
+    max_length: Annotated[int, typer.Option(help="Most characters one `generate` call may produce.")] = 10_000,
+) -> None:
+    """Export a model as a TensorFlow SavedModel: generate, score and logits signatures, no charzoo needed."""
+    from charzoo.export import export_savedmodel
+    from charzoo.zoo import load
+
+    del format_  # SavedModel is the only format so far
+    path = export_savedmodel(load(model, on_source=_report_source), out_dir, max_length=max_length)
+    typer.echo(f"exported {path} (signatures: serving_default, generate, score)")
 
 
 # === Visualisation (viz, neurons) ===

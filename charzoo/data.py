@@ -1,15 +1,26 @@
-"""Corpora: read and check a text file, split it, and stream random windows through tf.data."""
+"""Corpora: read and check a text file, split it, and stream random windows through tf.data.
+
+Training reads ids from a memory-mapped cache file (`cached_ids`) written once
+per corpus and vocabulary, so a large corpus costs its compact ids on disk,
+not the text plus int32 and window copies in memory.
+"""
 
 from __future__ import annotations
 
 import codecs
 import hashlib
+import json
+import os
+import tempfile
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from charzoo.errors import CharzooError
-from charzoo.vocab import Vocab
+from charzoo.vocab import CHUNK_CHARS, Vocab
+
+Split = TypeVar("Split", str, np.ndarray)
 
 
 def read_corpus(path: str | Path, *, encoding: str = "utf-8", errors: str = "strict") -> str:
@@ -57,18 +68,49 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def split_text(text: str, val_fraction: float = 0.1) -> tuple[str, str]:
-    """(train, val): the first `1 - val_fraction` of the characters and the rest."""
+def split_text(text: Split, val_fraction: float = 0.1) -> tuple[Split, Split]:
+    """(train, val): the first `1 - val_fraction` of the characters (or ids) and the rest."""
     if not 0.0 <= val_fraction < 1.0:
         raise CharzooError(f"val_fraction must be in [0, 1), got {val_fraction!r}", exit_code=2)
     cut = len(text) - int(round(len(text) * val_fraction))
     return text[:cut], text[cut:]
 
 
+def id_dtype(vocab_size: int) -> type:
+    """The smallest unsigned dtype that holds every id of a vocabulary."""
+    return np.uint8 if vocab_size <= 1 << 8 else np.uint16 if vocab_size <= 1 << 16 else np.int32
+
+
 def compact_ids(ids: np.ndarray, vocab_size: int) -> np.ndarray:
     """`ids` in the smallest unsigned dtype that holds them: a 100 MB corpus stays ~100 MB in memory."""
-    dtype = np.uint8 if vocab_size <= 1 << 8 else np.uint16 if vocab_size <= 1 << 16 else np.int32
-    return ids.astype(dtype)
+    return ids.astype(id_dtype(vocab_size))
+
+
+def cached_ids(text: str, vocab: Vocab, cache_dir: str | Path) -> np.memmap:
+    """The ids of `text` (unknown characters mapped), memory-mapped from a cache file in `cache_dir`.
+
+    The file is named after a hash of the text and the vocabulary, written once
+    (chunk by chunk, to a temp file renamed into place) and reused afterwards.
+    """
+    cache_dir = Path(cache_dir)
+    digest = hashlib.sha256(json.dumps(vocab.to_json(), ensure_ascii=False).encode("utf-8"))
+    for start in range(0, len(text), CHUNK_CHARS):
+        digest.update(text[start : start + CHUNK_CHARS].encode("utf-8", "surrogatepass"))
+    dtype = np.dtype(id_dtype(len(vocab)))
+    path = cache_dir / f"ids-{digest.hexdigest()[:20]}.{dtype.name}"
+    if not (path.is_file() and path.stat().st_size == len(text) * dtype.itemsize):
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                for start in range(0, len(text), CHUNK_CHARS):
+                    chunk = vocab.encode(text[start : start + CHUNK_CHARS], map_unknown=True)
+                    f.write(chunk.astype(dtype).tobytes())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return np.memmap(path, dtype=dtype, mode="r", shape=(len(text),))
 
 
 def make_dataset(
@@ -79,13 +121,19 @@ def make_dataset(
     seed: int,
     start_step: int = 0,
     steps: int | None = None,
+    input_context=None,
 ):
     """A `tf.data.Dataset` of `(inputs, targets)` int32 batches of shape (batch_size, seq_len).
 
     Each batch holds random windows of `seq_len + 1` ids. Window offsets are a
     stateless function of `(seed, step)`, so a run resumed at `start_step` sees
-    exactly the batches an uninterrupted run would have seen. Nothing but the
-    compact id array itself is materialised.
+    exactly the batches an uninterrupted run would have seen. Windows are read
+    from `ids` (an array or a `np.memmap`) batch by batch; nothing else is copied.
+
+    With a `tf.distribute.InputContext` (from `distribute_datasets_from_function`),
+    `batch_size` is the global batch and the dataset yields, one after another,
+    this input pipeline's per-replica slices of each global batch, so N replicas
+    together see exactly the batches of a single-process run.
     """
     import tensorflow as tf
 
@@ -95,20 +143,57 @@ def make_dataset(
             f"use a longer text or a smaller --seq-len",
             exit_code=2,
         )
-    table = tf.constant(ids)
+    replicas, first = 1, 0  # per-replica slices this pipeline yields per step, and the index of its first
+    if input_context is not None:
+        replicas = input_context.num_replicas_in_sync // input_context.num_input_pipelines
+        first = input_context.input_pipeline_id * replicas
+        if batch_size % input_context.num_replicas_in_sync:
+            raise CharzooError(
+                f"batch size {batch_size} does not split evenly over {input_context.num_replicas_in_sync} "
+                f"replicas; use a multiple of {input_context.num_replicas_in_sync}",
+                exit_code=2,
+            )
+    per_replica = batch_size // (input_context.num_replicas_in_sync if input_context else 1)
     n_starts = len(ids) - seq_len  # valid window starts: 0 .. len - seq_len - 1
-    offsets = tf.range(seq_len + 1, dtype=tf.int64)
+    offsets = np.arange(seq_len + 1, dtype=np.int64)
+
+    def read_windows(starts: np.ndarray) -> np.ndarray:
+        return ids[starts[:, None] + offsets[None, :]].astype(np.int32)  # (b, T + 1)
 
     def windows(step):
         starts = tf.random.stateless_uniform(
             [batch_size], seed=tf.stack([tf.cast(seed, tf.int64), step]), maxval=n_starts, dtype=tf.int64
         )
-        batch = tf.cast(tf.gather(table, starts[:, None] + offsets[None, :]), tf.int32)  # (B, T + 1)
-        return batch[:, :-1], batch[:, 1:]
+        starts = starts[first * per_replica : (first + replicas) * per_replica]
+        batch = tf.numpy_function(read_windows, [starts], tf.int32, stateful=False)
+        batch = tf.reshape(batch, [replicas, per_replica, seq_len + 1])
+        return batch[:, :, :-1], batch[:, :, 1:]
 
-    stop = None if steps is None else start_step + steps
-    steps_ds = tf.data.Dataset.range(start_step, stop) if stop is not None else tf.data.Dataset.range(start_step, 2**62)
-    return steps_ds.map(windows, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    stop = 2**62 if steps is None else start_step + steps
+    batches = tf.data.Dataset.range(start_step, stop).map(windows, num_parallel_calls=tf.data.AUTOTUNE)
+    return batches.unbatch().prefetch(tf.data.AUTOTUNE)
+
+
+def file_dataset(
+    path: str | Path,
+    vocab: Vocab,
+    *,
+    seq_len: int,
+    batch_size: int,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    encoding: str = "utf-8",
+):
+    """The training pipeline's `(ids, next_ids)` windows over a text file, encoded with `vocab`.
+
+    The ids are written once to a cache file in `cache_dir` (default:
+    `$XDG_CACHE_HOME/charzoo/ids`) and memory-mapped, so the file's size is
+    bounded by disk, not memory. Characters outside `vocab` become its unknown
+    character; a vocabulary without one rejects them.
+    """
+    default_cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "charzoo" / "ids"
+    ids = cached_ids(read_corpus(path, encoding=encoding), vocab, cache_dir or default_cache)
+    return make_dataset(ids, seq_len=seq_len, batch_size=batch_size, seed=seed)
 
 
 def text_dataset(text: str, vocab: Vocab, *, seq_len: int, batch_size: int, seed: int = 0):

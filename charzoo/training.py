@@ -28,11 +28,14 @@ from typing import Any
 import numpy as np
 
 from charzoo._keras import keras
-from charzoo.data import compact_ids, make_dataset, read_corpus, sha256_file, split_text
+from charzoo.data import cached_ids, read_corpus, sha256_file, split_text
+from charzoo.distribute import active_strategy, is_chief, prepare_for_fit, windows_dataset
 from charzoo.errors import CharzooError
 from charzoo.models import CharRNN, ModelConfig, NumpyCharRNN
 from charzoo.vocab import Vocab
-from charzoo.zoo import CHECKPOINT_DIR, SAMPLES_FILE, WEIGHTS_FILE, CharModel, is_model_dir, save_pretrained, write_json
+from charzoo.zoo import (
+    CHECKPOINT_DIR, IDS_CACHE_DIR, SAMPLES_FILE, WEIGHTS_FILE, CharModel, is_model_dir, save_pretrained, write_json,
+)
 
 LN2 = math.log(2.0)
 STATE_FILE = "state.json"
@@ -258,14 +261,18 @@ def train(
     Returns:
         The trained model, also saved in `out`.
     """
-    out = Path(out)
+    out = checkpoint_source = Path(out)  # --resume reads the chief's checkpoint, on every worker
+    strategy = active_strategy()
+    scratch = None if strategy is None or is_chief(strategy) else tempfile.TemporaryDirectory(prefix="charzoo-worker-")
+    if scratch is not None:
+        out = Path(scratch.name)  # a worker trains in step with the chief but keeps nothing
     train_config = train_config or TrainConfig()
     text, sha256, corpus_name = _text_and_sha(Path(corpus) if isinstance(corpus, os.PathLike) else corpus, encoding, errors)
     prepare_output(out, resume=resume, force=force)
 
     state: dict[str, Any] = {}
     if resume:
-        state = read_checkpoint_state(out)
+        state = read_checkpoint_state(checkpoint_source)
         if state["corpus_sha256"] != sha256:
             raise CharzooError(
                 f"corpus differs from the one the checkpoint in {out} was trained on "
@@ -292,9 +299,10 @@ def train(
         fields = {k: v for k, v in (model_config or {}).items() if v is not None}
         config = ModelConfig(vocab_size=len(vocab), **fields)
 
-    train_text, val_text = split_text(text, train_config.val_fraction)
-    train_ids = compact_ids(vocab.encode(train_text, map_unknown=True), len(vocab))
-    val_ids = compact_ids(vocab.encode(val_text, map_unknown=True), len(vocab))
+    ids = cached_ids(text, vocab, out / IDS_CACHE_DIR)  # memory-mapped, so a large corpus streams from disk
+    train_ids, val_ids = split_text(ids, train_config.val_fraction)
+    val_text, corpus_chars = split_text(text, train_config.val_fraction)[1], len(text)
+    del text  # only the validation text is kept, for the final evaluation
     total = train_config.total_steps(len(train_ids))
     if not resume:
         train_config = replace(train_config, steps=total, epochs=None)
@@ -320,16 +328,17 @@ def train(
         model.build_for_loading()
     freeze(model, train_config)  # before compiling: the optimizer holds state for trainable weights only
     compile_model(model, train_config, total)
+    prepare_for_fit(model)
     step = 0
     history: list[dict[str, Any]] = state.get("history", [])
     if resume:
-        restore_checkpoint(model, out)
+        restore_checkpoint(model, checkpoint_source)
         step = int(state["step"])
 
     val_steps = min(16, max(1, val_windows // train_config.batch_size)) if val_windows else 0
     val_data = (
-        make_dataset(val_ids, seq_len=train_config.seq_len, batch_size=train_config.batch_size,
-                     seed=train_config.seed + 1, steps=val_steps)
+        windows_dataset(val_ids, seq_len=train_config.seq_len, batch_size=train_config.batch_size,
+                        seed=train_config.seed + 1, steps=val_steps)
         if val_steps else None
     )
     callbacks = [SampleEvolution(vocab, out / SAMPLES_FILE, train_config.sample_every, seed=train_config.seed)]
@@ -349,8 +358,8 @@ def train(
             n = min(train_config.checkpoint_every, total - step)
             round_index = step // train_config.checkpoint_every
             logs = model.fit(
-                make_dataset(train_ids, seq_len=train_config.seq_len, batch_size=train_config.batch_size,
-                             seed=train_config.seed, start_step=step, steps=n),
+                windows_dataset(train_ids, seq_len=train_config.seq_len, batch_size=train_config.batch_size,
+                                seed=train_config.seed, start_step=step, steps=n),
                 epochs=round_index + 1, initial_epoch=round_index, steps_per_epoch=n,
                 validation_data=val_data, callbacks=callbacks, verbose=verbose, shuffle=False,
             ).history
@@ -377,7 +386,7 @@ def train(
     val = evaluate(result, val_text, map_unknown=True) if len(val_text) > 1 else None  # as the training ids are
     result.metadata = {
         **(metadata or {}),
-        "corpus": {"name": (metadata or {}).get("corpus_name", corpus_name), "sha256": sha256, "chars": len(text)},
+        "corpus": {"name": (metadata or {}).get("corpus_name", corpus_name), "sha256": sha256, "chars": corpus_chars},
         "steps": step,
         "train_seconds": round(train_seconds, 1),
         "train_loss": history[-1].get("loss") if history else None,
@@ -391,6 +400,8 @@ def train(
     }
     result.metadata.pop("corpus_name", None)
     save_pretrained(result, out, overwrite=True)
+    if scratch is not None:
+        scratch.cleanup()
     return result
 
 

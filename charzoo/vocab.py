@@ -19,6 +19,7 @@ from charzoo.errors import CharzooError
 
 FORMAT_VERSION = 1
 UNKNOWN_CHAR = "\ufffd"  # U+FFFD REPLACEMENT CHARACTER stands for every unknown character
+CHUNK_CHARS = 1 << 22  # characters per NumPy pass over a long text: bounds the uint32/int64 temporaries
 
 
 def describe_char(char: str) -> str:
@@ -63,7 +64,8 @@ class Vocab:
     @classmethod
     def from_text(cls, text: str, *, unknown: bool = False) -> Vocab:
         """The sorted distinct characters of `text` (plus `UNKNOWN_CHAR` when `unknown`)."""
-        chars = {chr(p) for p in np.unique(code_points(text))}
+        chars = {chr(p) for start in range(0, len(text), CHUNK_CHARS)
+                 for p in np.unique(code_points(text[start : start + CHUNK_CHARS]))}
         if unknown:
             chars.add(UNKNOWN_CHAR)
         return cls(tuple(sorted(chars)), UNKNOWN_CHAR if unknown else None)

@@ -85,7 +85,8 @@ def test_help_runs_without_importing_tensorflow(args):
         "loaded = {'tensorflow', 'keras'} & set(sys.modules)\n"
         "assert not loaded, loaded\n"
     )
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=subprocess_env())
+    wide = {**subprocess_env(), "COLUMNS": "200"}  # at 80 columns rich may shorten long flag names
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=wide)
     assert run.returncode == 0, run.stderr
     assert "Usage" in run.stdout and run.stderr == ""
     if args[0] == "train":

@@ -104,10 +104,8 @@ def rank_units(
             keeps each unit once, with the feature it tracks best.
         top: how many scores to return.
     """
-    names = [feature] if feature is not None else varying_features(features)
-    names = [name for name in names if name in varying_features(features)]
     best: dict[tuple[int, int], UnitScore] = {}
-    for name in names:
+    for name in [n for n in varying_features(features) if feature is None or n == feature]:
         for layer, acts in enumerate(activations):
             for unit, r in enumerate(correlations(acts, features[name])):
                 key = (layer, unit)

@@ -233,6 +233,27 @@ def info(model: ModelArg, json_: JsonOpt = False) -> None:
         typer.echo(f"  val {meta['val_loss']:.4f} nats/char, {meta['val_loss'] / 0.6931471805599453:.4f} bits/char")
 
 
+@app.command(rich_help_panel="Zoo")
+def recipe(
+    recipe_file: Annotated[Path, typer.Argument(help="Recipe file, e.g. recipes/shakespeare.toml.")],
+    data: Annotated[Path, typer.Option(help="The recipe's corpus file (checked against its sha256).")],
+    out: Annotated[Path, typer.Option(help="Output model directory.")],
+    quick: Annotated[bool, typer.Option(help="Whole recipe on a small slice for a few steps (seconds).")] = False,
+    steps: Annotated[Optional[int], typer.Option(help="Override the recipe's step count.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the checkpoint in --out.")] = False,
+    force: Annotated[bool, typer.Option(help="Replace a model already in --out.")] = False,
+) -> None:
+    """Train a zoo model from its recipe: check the corpus, train, evaluate, write the model card."""
+    from charzoo.recipes import load_recipe, run_recipe
+
+    result = run_recipe(load_recipe(recipe_file), data, out, quick=quick, resume=resume, force=force,
+                        overrides={"steps": steps} if steps else None)
+    meta = result.metadata
+    typer.echo(f"saved {out}: val {meta['val_loss']:.4f} nats/char after {meta['steps']} steps")
+    if "novelty" in meta:
+        typer.echo(f"{meta['novelty']['novel_fraction']:.1%} of {meta['novelty']['samples']} sampled names are new")
+
+
 # === Hub commands (pull, push, list) ===
 
 

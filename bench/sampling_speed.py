@@ -14,8 +14,6 @@ import argparse
 import string
 import time
 
-import numpy as np
-
 from charzoo._keras import keras
 from charzoo.models import CharRNN
 from charzoo.sampling import sample_text

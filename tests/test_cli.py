@@ -21,7 +21,9 @@ import pytest
 from charzoo import cli
 from charzoo.models import CharRNN, ModelConfig
 from charzoo.sampling import sample_text
-from charzoo.zoo import CHECKPOINT_DIR, CONFIG_FILE, MODEL_FILES, SAMPLES_FILE, VOCAB_FILE, WEIGHTS_FILE, load_dir, load_weights
+from charzoo.zoo import (
+    CHECKPOINT_DIR, CONFIG_FILE, MODEL_FILES, SAMPLES_FILE, VOCAB_FILE, WEIGHTS_FILE, load_dir, load_weights,
+)
 
 TINY_FLAGS = ["--layers", "1", "--hidden", "32", "--embedding-dim", "8", "--seq-len", "32", "--batch-size", "16"]
 TF_NOISE = ("oneDNN", "cudart", "cuda_", "cpu_feature_guard", "cuInit", "TF-TRT", "absl::", "All log messages before")
@@ -112,7 +114,8 @@ def test_train_writes_a_model_directory_quietly(cli_model):
 
 def test_sample_streams_prime_then_text(cli_model, monkeypatch, capsys):
     out, _ = cli_model
-    code, stdout, stderr = run_main(monkeypatch, capsys, "sample", out, "--prime", "Ma", "--length", "40", "--seed", "4")
+    code, stdout, stderr = run_main(monkeypatch, capsys, "sample", out, "--prime", "Ma", "--length", "40",
+                                    "--seed", "4")
     assert code == 0 and stderr == ""
     expected = sample_text(load_dir(out), prime="Ma", length=40, seed=4)[0]
     assert stdout == "Ma" + expected + "\n"

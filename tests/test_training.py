@@ -26,6 +26,10 @@ def unigram_entropy(text: str) -> float:
     return float(-(p * np.log(p)).sum())
 
 
+def logged_samples(out) -> list[tuple[int, str]]:
+    return [(r["step"], r["sample"]) for r in map(json.loads, (out / SAMPLES_FILE).read_text().splitlines())]
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, names_path):
     out = tmp_path_factory.mktemp("uninterrupted") / "run"
@@ -87,9 +91,8 @@ def test_resumed_run_reaches_the_same_weights_as_an_uninterrupted_one(uninterrup
     assert resumed.metadata["steps"] == 40
     assert [h["step"] for h in resumed.metadata["history"]] == [20, 40]
     # samples depend only on the weights, so the resumed run logs the same ones
-    logged = [(r["step"], r["sample"]) for r in map(json.loads, (out / SAMPLES_FILE).read_text().splitlines())]
     reference_out, _ = uninterrupted
-    assert logged == [(r["step"], r["sample"]) for r in map(json.loads, (reference_out / SAMPLES_FILE).read_text().splitlines())]
+    assert logged_samples(out) == logged_samples(reference_out)
 
 
 def test_samples_jsonl_logs_step_loss_and_sample(uninterrupted):

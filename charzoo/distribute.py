@@ -67,9 +67,13 @@ def make_strategy(name: str):
     """
     if name not in STRATEGIES:
         raise CharzooError(f"strategy must be one of {', '.join(STRATEGIES)}, got {name!r}", exit_code=2)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-
+    if name == "multiworker":
+        read_tf_config()
+        # Not through charzoo._keras, which starts TensorFlow (and silences its start-up lines).
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import keras
+    else:
+        from charzoo._keras import keras
     if keras.backend.backend() != "tensorflow":
         raise CharzooError(
             f"--strategy needs the TensorFlow backend, not {keras.backend.backend()!r}; "
@@ -78,10 +82,7 @@ def make_strategy(name: str):
         )
     import tensorflow as tf
 
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    read_tf_config()
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.MirroredStrategy() if name == "mirrored" else tf.distribute.MultiWorkerMirroredStrategy()
 
 
 def active_strategy():

@@ -93,30 +93,29 @@ def sample_text(
         # With no prime, start as after a line break (or the first character), which is not emitted.
         start = "\n" if "\n" in vocab.chars else vocab.chars[0]
         prime_ids = vocab.encode(start)
+    # A stop string with characters outside the vocabulary can never be produced.
+    stop_ids = vocab.encode(stop) if stop and not vocab.missing(stop) else None
     net = NumpyCharRNN(charmodel.model)
     rng = np.random.default_rng(seed)
     logits, state = net(np.repeat(prime_ids[None, :], num, axis=0))
-    logits = logits[:, -1]
-    streams: list[list[str]] = [[] for _ in range(num)]
-    done = np.zeros(num, dtype=bool)
+    drawn = np.empty((num, length), dtype=np.int32)
+    ends = np.full(num, length)  # where each stream ends; `length` while it runs
     emitted = 0  # characters of stream 0 already passed to on_text
-    hold = len(stop) - 1 if stop else 0  # characters that may still turn out to start `stop`
-    for _ in range(length):
-        ids = draw(next_char_probs(logits, temperature, top_k, top_p), rng)
-        for b in np.flatnonzero(~done):
-            streams[b].append(vocab.chars[ids[b]])
-            if stop and "".join(streams[b][-len(stop):]) == stop:
-                del streams[b][-len(stop):]
-                done[b] = True
+    hold = len(stop_ids) - 1 if stop_ids is not None else 0  # may still turn out to start the stop string
+    for t in range(length):
+        ids = draw(next_char_probs(logits[:, -1], temperature, top_k, top_p), rng)
+        drawn[:, t] = ids
+        if stop_ids is not None and t + 1 >= len(stop_ids):
+            hit = (ends == length) & (drawn[:, t + 1 - len(stop_ids) : t + 1] == stop_ids).all(axis=1)
+            ends[hit] = t + 1 - len(stop_ids)
         if on_text is not None:
-            safe = len(streams[0]) if done[0] else len(streams[0]) - hold
+            safe = ends[0] if ends[0] < length else t + 1 - hold
             if safe > emitted:
-                on_text("".join(streams[0][emitted:safe]))
+                on_text(vocab.decode(drawn[0, emitted:safe]))
                 emitted = safe
-        if done.all():
+        if (ends < length).all():
             break
         logits, state = net(ids[:, None], state)
-        logits = logits[:, -1]
-    if on_text is not None and len(streams[0]) > emitted:
-        on_text("".join(streams[0][emitted:]))
-    return ["".join(s) for s in streams]
+    if on_text is not None and min(ends[0], t + 1) > emitted:
+        on_text(vocab.decode(drawn[0, emitted : min(ends[0], t + 1)]))
+    return [vocab.decode(row[:end]) for row, end in zip(drawn, ends)]

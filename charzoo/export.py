@@ -46,7 +46,7 @@ class CharRNNModule(tf.Module):
         object.__setattr__(self, "model", charmodel.model)
         object.__setattr__(self, "tokenizer", CharTokenizer.from_vocab(charmodel.vocab))
         self.weights = [w.value for w in charmodel.model.weights]
-        self.table = self.tokenizer._table
+        self.table = self.tokenizer.lookup_table
         self.max_length = max_length
         vocab = charmodel.vocab
         self.start_id = vocab.chars.index("\n" if "\n" in vocab.chars else vocab.chars[0])  # as sample_text

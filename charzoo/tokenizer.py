@@ -40,8 +40,8 @@ class CharTokenizer(keras.layers.Layer):
         # === Config ===
         self.vocab = Vocab(tuple(chars), unknown)
         # === Lookups ===
-        self._table = self.vocab.tf_lookup_table()
-        self._code_points = tf.constant([ord(c) for c in self.vocab.chars], tf.int32)
+        self.lookup_table = self.vocab.tf_lookup_table()  # code point -> id
+        self.code_points = tf.constant([ord(c) for c in self.vocab.chars], tf.int32)
 
     @classmethod
     def from_vocab(cls, vocab: Vocab, **kwargs: Any) -> CharTokenizer:
@@ -52,7 +52,7 @@ class CharTokenizer(keras.layers.Layer):
         import tensorflow as tf
 
         points = tf.strings.unicode_decode(strings, "UTF-8", errors="replace")  # (B, None) int32
-        ids = self._table.lookup(tf.cast(points, tf.int64))
+        ids = self.lookup_table.lookup(tf.cast(points, tf.int64))
         if self.vocab.unknown is None:
             ids = tf.ragged.boolean_mask(ids, ids >= 0) if isinstance(ids, tf.RaggedTensor) else ids[ids >= 0]
         return tf.cast(ids, tf.int32)
@@ -61,7 +61,7 @@ class CharTokenizer(keras.layers.Layer):
         """Strings of `ids` (..., T), dense or ragged; the last axis is joined."""
         import tensorflow as tf
 
-        return tf.strings.unicode_encode(tf.gather(self._code_points, ids), "UTF-8")
+        return tf.strings.unicode_encode(tf.gather(self.code_points, ids), "UTF-8")
 
     def compute_output_spec(self, strings):
         return keras.KerasTensor(tuple(strings.shape) + (None,), dtype="int32", ragged=True)

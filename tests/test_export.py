@@ -87,6 +87,31 @@ def test_greedy_generate_equals_sample_text_top_k_1(loaded, tiny_model):
     assert generate(loaded, primes, 40, 1e-6) == expected
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_greedy_generate_equals_sample_text_for_each_cell(cell, tmp_path):
+    """Random weights, scaled up for sharp and varied predictions: greedy text that is not one repeated character."""
+    import tensorflow as tf
+
+    from charzoo._keras import keras
+    from charzoo.export import export_savedmodel
+    from charzoo.models import CharRNN
+    from charzoo.sampling import sample_text
+    from charzoo.vocab import Vocab
+    from charzoo.zoo import CharModel
+
+    keras.utils.set_random_seed(1)
+    vocab = Vocab.from_text("abcdefghij \n")
+    model = CharRNN(vocab_size=len(vocab), cell=cell, layers=2, hidden=16, embedding_dim=8)
+    model.build_for_loading()
+    model.set_weights([w * 3 for w in model.get_weights()])
+    charmodel = CharModel(model, vocab)
+    primes = ["abc", "", "j\nh", "a"]
+    expected = [sample_text(charmodel, prime=p, length=40, top_k=1)[0] for p in primes]
+    assert len(set("".join(expected))) > 3
+    loaded = tf.saved_model.load(str(export_savedmodel(charmodel, tmp_path / "export")))
+    assert generate(loaded, primes, 40, 1e-6) == expected
+
+
 def test_generate_samples_reproducibly_by_seed(loaded, tiny_model):
     texts = generate(loaded, ["Ann", "Ann", "Ann"], 30, 1.0, seed=7)
     assert all(len(t) == 30 and not tiny_model.vocab.missing(t) for t in texts)

@@ -7,7 +7,6 @@ import re
 import shutil
 
 import numpy as np
-import pytest
 
 from conftest import ROOT
 

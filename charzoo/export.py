@@ -91,10 +91,10 @@ class CharRNNModule(tf.Module):
         with_start = tf.concat([tf.fill([ids.nrows(), 1], self.start_id), ids], axis=1)
         ids = tf.ragged.boolean_mask(with_start, tf.concat([empty, tf.ones_like(ids, tf.bool)], axis=1))
         lengths = tf.cast(ids.row_lengths(), tf.int32)  # (B,) prime lengths, >= 1
-        primes = ids.to_tensor()  # (B, P)
+        primes = tf.pad(ids.to_tensor(), [[0, 0], [0, 1]])  # (B, P + 1): a column even for an empty batch
         batch, prime_len = tf.shape(primes)[0], tf.shape(primes)[1]
         # Step i feeds prime character i while a row still has some, then its own last pick.
-        steps = tf.reduce_max(lengths) - 1 + length
+        steps = tf.reduce_max(tf.concat([lengths, [1]], 0)) - 1 + length
         units, per_layer = self.model.config.hidden, 2 if self.model.config.cell == "lstm" else 1
         state = [[tf.zeros([batch, units]) for _ in range(per_layer)] for _ in range(self.model.config.layers)]
 

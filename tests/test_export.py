@@ -40,7 +40,7 @@ def loaded(exported):
 def generate(loaded, primes, length, temperature, seed=0) -> list[str]:
     import tensorflow as tf
 
-    outputs = loaded.signatures["generate"](prime=tf.constant(primes), length=tf.constant(length, tf.int32),
+    outputs = loaded.signatures["generate"](prime=tf.constant(primes, tf.string), length=tf.constant(length, tf.int32),
                                             temperature=tf.constant(temperature, tf.float32),
                                             seed=tf.constant(seed, tf.int32))
     return [t.decode("utf-8") for t in outputs["text"].numpy()]
@@ -119,6 +119,7 @@ def test_generate_samples_reproducibly_by_seed(loaded, tiny_model):
     assert generate(loaded, ["Ann", "Ann", "Ann"], 30, 1.0, seed=7) == texts
     assert generate(loaded, ["Ann", "Ann", "Ann"], 30, 1.0, seed=8) != texts
     assert len(generate(loaded, ["An€", "✓"], 5, 1.0)) == 2  # unknown characters: no crash
+    assert generate(loaded, [], 5, 1.0) == []
 
 
 def test_serving_default_returns_the_keras_logits(loaded, tiny_model):

@@ -123,6 +123,13 @@ class SampleEvolution(keras.callbacks.Callback):
             f.write(json.dumps({"step": step, "loss": loss, "sample": text}, ensure_ascii=False) + "\n")
 
 
+class _OneRound(keras.callbacks.Callback):
+    """End `fit` after one epoch: each round is its own call, followed by a checkpoint."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.model.stop_training = True
+
+
 def _optimizer(config: TrainConfig, total_steps: int):
     warmup = min(100, total_steps // 10)
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -224,6 +231,24 @@ def prepare_output(out: Path, *, resume: bool, force: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
+def check_windows(train_chars: int, val_chars: int, config: TrainConfig) -> int:
+    """The number of whole validation windows; an error when either split is shorter than one window."""
+    window = config.seq_len + 1
+    if train_chars < window:
+        raise CharzooError(
+            f"training split has {train_chars} characters, shorter than one window of {window}; "
+            f"use a longer text or a smaller --seq-len",
+            exit_code=2,
+        )
+    if config.val_fraction > 0 and val_chars < window:
+        raise CharzooError(
+            f"validation split has {val_chars} characters, shorter than one window of {window}; "
+            f"use a smaller --seq-len or a larger --val-fraction",
+            exit_code=2,
+        )
+    return val_chars // window
+
+
 def _text_and_sha(corpus: str | Path, encoding: str, errors: str) -> tuple[str, str, str]:
     """(text, sha256, name) of a corpus given as a path or as the text itself."""
     if isinstance(corpus, Path):
@@ -268,6 +293,11 @@ def train(
         out = Path(scratch.name)  # a worker trains in step with the chief but keeps nothing
     train_config = train_config or TrainConfig()
     text, sha256, corpus_name = _text_and_sha(Path(corpus) if isinstance(corpus, os.PathLike) else corpus, encoding, errors)
+    if not resume:  # check what can be checked before touching --out, so bad input leaves nothing behind
+        val_chars = int(round(len(text) * train_config.val_fraction))  # as split_text cuts, without copying
+        check_windows(len(text) - val_chars, val_chars, train_config)
+        if init is None:
+            ModelConfig(vocab_size=1, **{k: v for k, v in (model_config or {}).items() if v is not None})
     prepare_output(out, resume=resume, force=force)
 
     state: dict[str, Any] = {}
@@ -306,19 +336,7 @@ def train(
     total = train_config.total_steps(len(train_ids))
     if not resume:
         train_config = replace(train_config, steps=total, epochs=None)
-    if len(train_ids) < train_config.seq_len + 1:
-        raise CharzooError(
-            f"training split has {len(train_ids)} characters, shorter than one window of "
-            f"{train_config.seq_len + 1}; use a longer text or a smaller --seq-len",
-            exit_code=2,
-        )
-    val_windows = len(val_ids) // (train_config.seq_len + 1)
-    if train_config.val_fraction > 0 and val_windows == 0:
-        raise CharzooError(
-            f"validation split has {len(val_ids)} characters, shorter than one window of "
-            f"{train_config.seq_len + 1}; use a smaller --seq-len or a larger --val-fraction",
-            exit_code=2,
-        )
+    val_windows = check_windows(len(train_ids), len(val_ids), train_config)
 
     keras.utils.set_random_seed(train_config.seed)
     if init is not None and not resume:
@@ -360,8 +378,8 @@ def train(
             logs = model.fit(
                 windows_dataset(train_ids, seq_len=train_config.seq_len, batch_size=train_config.batch_size,
                                 seed=train_config.seed, start_step=step, steps=n),
-                epochs=round_index + 1, initial_epoch=round_index, steps_per_epoch=n,
-                validation_data=val_data, callbacks=callbacks, verbose=verbose, shuffle=False,
+                epochs=rounds, initial_epoch=round_index, steps_per_epoch=n,  # progress shows "Epoch k/rounds"
+                validation_data=val_data, callbacks=[*callbacks, _OneRound()], verbose=verbose, shuffle=False,
             ).history
             step += n
             history.append({"step": step, **{k: float(v[-1]) for k, v in logs.items()}})

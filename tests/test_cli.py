@@ -187,7 +187,7 @@ def test_bad_training_input(corpus, flags, fragment, corpora, names_path, tmp_pa
     out = tmp_path / "out"
     result = run_main(monkeypatch, capsys, "train", path, "--out", out, *TINY_FLAGS, "--steps", "5", *flags)
     assert_one_line_error(result, 2, fragment)
-    assert not (out / CONFIG_FILE).exists() and not (out / CHECKPOINT_DIR).exists()
+    assert not out.exists()
 
 
 def test_bad_input_from_a_real_process(tmp_path):

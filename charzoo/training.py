@@ -31,7 +31,7 @@ from charzoo._keras import keras
 from charzoo.data import cached_ids, read_corpus, sha256_file, split_text
 from charzoo.distribute import active_strategy, is_chief, prepare_for_fit, windows_dataset
 from charzoo.errors import CharzooError
-from charzoo.models import CharRNN, ModelConfig, NumpyCharRNN
+from charzoo.models import CharRNN, ModelConfig
 from charzoo.vocab import Vocab
 from charzoo.zoo import (
     CHECKPOINT_DIR, IDS_CACHE_DIR, SAMPLES_FILE, WEIGHTS_FILE, CharModel, is_model_dir, save_pretrained, write_json,

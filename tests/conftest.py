@@ -6,6 +6,7 @@ import atexit
 import os
 import shutil
 import tempfile
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,19 @@ def hub() -> HubServer:
     _HUB.start()
     yield _HUB
     _HUB.close()
+
+
+@contextlib.contextmanager
+def interrupt_after_first_checkpoint():
+    """Simulate Ctrl-C right after a training run writes its first checkpoint."""
+    from charzoo import training
+
+    save_checkpoint = training.save_checkpoint
+
+    def save_then_interrupt(*args, **kwargs):
+        save_checkpoint(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(training, "save_checkpoint", save_then_interrupt)
+        yield

@@ -9,14 +9,13 @@ import sys
 import numpy as np
 import pytest
 
-from charzoo import training
 from charzoo.cli import main
 from charzoo.data import sha256_file
 from charzoo.errors import CharzooError
 from charzoo.finetuning import adapt_vocab, finetune, resize_vocab
 from charzoo.vocab import UNKNOWN_CHAR, Vocab
 from charzoo.zoo import CHECKPOINT_DIR, WEIGHTS_FILE, load_dir
-from conftest import CORPORA
+from conftest import CORPORA, interrupt_after_first_checkpoint
 
 SHAKESPEARE = CORPORA / "tinyshakespeare" / "input.txt"
 TINY_RUN = {"seq_len": 32, "batch_size": 16, "steps": 40, "checkpoint_every": 20, "sample_every": 20, "verbose": 0}
@@ -149,14 +148,7 @@ def test_finetune_beats_the_base_on_the_new_text(finetuned, tiny_model, new_text
 def test_an_interrupted_finetune_resumes_to_the_same_weights(tmp_path, tiny_model_dir, new_text):
     options = {**TINY_RUN, "freeze_layers": 1}
     whole = finetune(tiny_model_dir, new_text, out=tmp_path / "whole", **options)
-    save_checkpoint = training.save_checkpoint
-
-    def save_then_interrupt(*args, **kwargs):
-        save_checkpoint(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(training, "save_checkpoint", save_then_interrupt)
+    with interrupt_after_first_checkpoint():
         with pytest.raises(CharzooError, match="--resume"):
             finetune(tiny_model_dir, new_text, out=tmp_path / "split", **options)
     assert json.loads((tmp_path / "split" / CHECKPOINT_DIR / "state.json").read_text())["step"] == 20

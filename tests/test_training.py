@@ -8,13 +8,12 @@ import math
 import numpy as np
 import pytest
 
-from charzoo import training
 from charzoo.data import read_corpus, sha256_file, split_text
 from charzoo.errors import CharzooError
 from charzoo.models import CharRNN, ModelConfig
 from charzoo.training import TrainConfig, train
 from charzoo.zoo import CHECKPOINT_DIR, MODEL_FILES, SAMPLES_FILE, WEIGHTS_FILE, load_dir, load_weights
-from conftest import TINY
+from conftest import TINY, interrupt_after_first_checkpoint
 
 RESUME_CONFIG = TrainConfig(seq_len=32, batch_size=16, steps=40, checkpoint_every=20, sample_every=20, seed=5)
 
@@ -40,14 +39,7 @@ def uninterrupted(tmp_path_factory, names_path):
 def interrupted(tmp_path_factory, names_path):
     """The same run, stopped by Ctrl-C right after its first checkpoint: (out, the CharzooError raised)."""
     out = tmp_path_factory.mktemp("interrupted") / "run"
-    save_checkpoint = training.save_checkpoint
-
-    def save_then_interrupt(*args, **kwargs):
-        save_checkpoint(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(training, "save_checkpoint", save_then_interrupt)
+    with interrupt_after_first_checkpoint():
         with pytest.raises(CharzooError) as info:
             train(names_path, out, model_config=TINY, train_config=RESUME_CONFIG, verbose=0)
     return out, info.value

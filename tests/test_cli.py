@@ -264,7 +264,9 @@ def test_ctrl_c_during_training_keeps_the_checkpoint_and_resume_continues(names_
     command = [sys.executable, "-m", "charzoo", "train", str(names_path), "--out", str(out), *TINY_FLAGS,
                "--steps", "100000", "--checkpoint-every", "15", "--sample-every", "100000"]
     with open(stdout, "w") as out_file, open(stderr, "w") as err_file:
-        process = subprocess.Popen(command, stdout=out_file, stderr=err_file, env=subprocess_env())
+        # A shell's background jobs (as CI may run us) inherit SIGINT ignored; the user's Ctrl-C is not.
+        process = subprocess.Popen(command, stdout=out_file, stderr=err_file, env=subprocess_env(),
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
             deadline = time.monotonic() + 240
             while not (out / CHECKPOINT_DIR / "state.json").exists():

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from charzoo.errors import CharzooError
-from charzoo.models import NumpyCharRNN, one_blas_thread
+from charzoo.models import NumpyCharRNN, step_threads
 
 CHUNK = 2048  # characters per forward call; the state carries across chunks
 
@@ -34,7 +34,6 @@ def log_probs(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return z[np.arange(len(targets)), targets] - np.log(np.exp(z).sum(axis=-1))
 
 
-@one_blas_thread
 def evaluate(charmodel, text: str, *, map_unknown: bool = False) -> EvalResult:
     """Cross-entropy of `charmodel` on `text`, the first character unscored.
 
@@ -47,10 +46,10 @@ def evaluate(charmodel, text: str, *, map_unknown: bool = False) -> EvalResult:
         raise CharzooError("text to evaluate needs at least 2 characters", exit_code=2)
     net = NumpyCharRNN(charmodel.model)
     state, total = None, 0.0
-    for start in range(0, len(ids) - 1, CHUNK):
-        inputs = ids[start : start + CHUNK]
-        targets = ids[start + 1 : start + CHUNK + 1]
-        inputs = inputs[: len(targets)]
-        logits, state = net(inputs[None, :], state)
-        total -= float(log_probs(logits[0], targets).sum())
+    with step_threads(1):
+        for start in range(0, len(ids) - 1, CHUNK):
+            targets = ids[start + 1 : start + CHUNK + 1]
+            inputs = ids[start : start + len(targets)]
+            logits, state = net(inputs[None, :], state)
+            total -= float(log_probs(logits[0], targets).sum())
     return EvalResult(chars=len(ids) - 1, nats_per_char=total / (len(ids) - 1))

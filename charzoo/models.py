@@ -9,9 +9,9 @@ than through a framework call per character.
 
 from __future__ import annotations
 
-import functools
+import contextlib
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, Iterator
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -20,7 +20,6 @@ from charzoo._keras import keras
 from charzoo.errors import CharzooError
 
 CELLS = ("lstm", "gru", "rnn")
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -119,19 +118,22 @@ class CharRNN(keras.Model):
         return cls(**config.to_dict())
 
 
-def one_blas_thread(function: Callable[..., T]) -> Callable[..., T]:
-    """Run `function` with NumPy's BLAS on one thread; for the step-by-step loops of sampling and evaluation.
+PARALLEL_ROWS = 16  # from this many streams on, a step's matrix product is worth splitting over BLAS threads
 
-    A step multiplies a few rows by an (H, 4H) matrix: too little work to split across threads, and on a
-    busy CPU waiting for BLAS worker threads made sampling 10-20x slower (measured while training ran).
+
+@contextlib.contextmanager
+def step_threads(rows: int) -> Iterator[None]:
+    """NumPy's BLAS threads for a step-by-step loop over `rows` streams (sampling, evaluation).
+
+    One stream's step is a matrix-vector product: too little work to split, and on a busy CPU waiting
+    for BLAS worker threads made it 10-20x slower (measured while training ran), so it runs on one
+    thread. Many streams make a matrix-matrix product, which the cores share well.
     """
-
-    @functools.wraps(function)
-    def run(*args: Any, **kwargs: Any) -> T:
-        with threadpool_limits(limits=1, user_api="blas"):
-            return function(*args, **kwargs)
-
-    return run
+    if rows >= PARALLEL_ROWS:
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 
 from charzoo.errors import CharzooError
-from charzoo.models import NumpyCharRNN, one_blas_thread
+from charzoo.models import NumpyCharRNN, step_threads
 
 
 def check_sampling_options(temperature: float, top_k: int | None, top_p: float | None, length: int, num: int) -> None:
@@ -55,7 +55,6 @@ def draw(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.minimum((cdf <= u).sum(axis=-1), probs.shape[-1] - 1)
 
 
-@one_blas_thread
 def sample_text(
     charmodel,
     *,
@@ -95,27 +94,28 @@ def sample_text(
         prime_ids = vocab.encode(start)
     # A stop string with characters outside the vocabulary can never be produced.
     stop_ids = vocab.encode(stop) if stop and not vocab.missing(stop) else None
-    net = NumpyCharRNN(charmodel.model)
-    rng = np.random.default_rng(seed)
-    logits, state = net(np.repeat(prime_ids[None, :], num, axis=0))
-    drawn = np.empty((num, length), dtype=np.int32)
-    ends = np.full(num, length)  # where each stream ends; `length` while it runs
-    emitted = 0  # characters of stream 0 already passed to on_text
-    hold = len(stop_ids) - 1 if stop_ids is not None else 0  # may still turn out to start the stop string
-    for t in range(length):
-        ids = draw(next_char_probs(logits[:, -1], temperature, top_k, top_p), rng)
-        drawn[:, t] = ids
-        if stop_ids is not None and t + 1 >= len(stop_ids):
-            hit = (ends == length) & (drawn[:, t + 1 - len(stop_ids) : t + 1] == stop_ids).all(axis=1)
-            ends[hit] = t + 1 - len(stop_ids)
-        if on_text is not None:
-            safe = ends[0] if ends[0] < length else t + 1 - hold
-            if safe > emitted:
-                on_text(vocab.decode(drawn[0, emitted:safe]))
-                emitted = safe
-        if (ends < length).all():
-            break
-        logits, state = net(ids[:, None], state)
-    if on_text is not None and min(ends[0], t + 1) > emitted:
-        on_text(vocab.decode(drawn[0, emitted : min(ends[0], t + 1)]))
-    return [vocab.decode(row[:end]) for row, end in zip(drawn, ends)]
+    with step_threads(num):
+        net = NumpyCharRNN(charmodel.model)
+        rng = np.random.default_rng(seed)
+        logits, state = net(np.repeat(prime_ids[None, :], num, axis=0))
+        drawn = np.empty((num, length), dtype=np.int32)
+        ends = np.full(num, length)  # where each stream ends; `length` while it runs
+        emitted = 0  # characters of stream 0 already passed to on_text
+        hold = len(stop_ids) - 1 if stop_ids is not None else 0  # may still turn out to start the stop string
+        for t in range(length):
+            ids = draw(next_char_probs(logits[:, -1], temperature, top_k, top_p), rng)
+            drawn[:, t] = ids
+            if stop_ids is not None and t + 1 >= len(stop_ids):
+                hit = (ends == length) & (drawn[:, t + 1 - len(stop_ids) : t + 1] == stop_ids).all(axis=1)
+                ends[hit] = t + 1 - len(stop_ids)
+            if on_text is not None:
+                safe = ends[0] if ends[0] < length else t + 1 - hold
+                if safe > emitted:
+                    on_text(vocab.decode(drawn[0, emitted:safe]))
+                    emitted = safe
+            if (ends < length).all():
+                break
+            logits, state = net(ids[:, None], state)
+        if on_text is not None and min(ends[0], t + 1) > emitted:
+            on_text(vocab.decode(drawn[0, emitted : min(ends[0], t + 1)]))
+        return [vocab.decode(row[:end]) for row, end in zip(drawn, ends)]

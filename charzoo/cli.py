@@ -432,7 +432,7 @@ def neurons(
     max_chars: Annotated[int, typer.Option(help="Characters of the text to analyse, from the start.")] = 20000,
     json_: JsonOpt = False,
 ) -> None:
-    """Rank hidden units by how well they track quotes, brackets, line position, URLs and [[links]]."""
+    """Rank hidden units by how well they track quotes, brackets, line position, URLs and wiki links."""
     from charzoo.data import read_corpus
     from charzoo.viz import rank_neurons
     from charzoo.zoo import load

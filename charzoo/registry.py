@@ -13,7 +13,6 @@ zoo, or a test's. Importing this module never loads TensorFlow.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import importlib.resources
 import json
 import os
@@ -22,6 +21,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from charzoo.data import sha256_file
 from charzoo.errors import CharzooError
 
 ZOO_ENV = "CHARZOO_ZOO"
@@ -92,14 +92,6 @@ def bundled_dir(name: str) -> Path | None:
     """The bundled copy of zoo model `name`, if this installation ships one."""
     directory = pretrained_dir() / name
     return directory if directory.is_dir() and any(directory.iterdir()) else None
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def corrupt_files(directory: Path, entry: ZooEntry) -> list[str]:

@@ -1,0 +1,33 @@
+"""The bundled zoo models: each loads by its zoo name and keeps the loss it was published with."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from charzoo.data import read_corpus, split_text
+from charzoo.evaluation import evaluate
+from charzoo.registry import read_registry
+from charzoo.zoo import load
+
+from conftest import CORPORA, ROOT
+
+# Nats/char on the first 5,000 characters of each corpus's validation split (its last 10%),
+# measured when the model was published; a change to the weights, the vocabulary or the
+# evaluation code that moves them is caught here.
+PINNED = {"shakespeare": 1.2989740404620602, "names": 1.5875671451371425}
+BUNDLED = sorted(name for name, entry in read_registry().items() if entry.files)
+
+
+def test_every_bundled_model_is_pinned():
+    assert set(BUNDLED) == set(PINNED)
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_model_keeps_its_loss(name):
+    charmodel = load(name)
+    assert charmodel.path == ROOT / "pretrained" / name
+    corpus = json.loads((charmodel.path / "metadata.json").read_text())["corpus"]["name"]
+    text = split_text(read_corpus(CORPORA / corpus / "input.txt"), 0.1)[1][:5000]
+    assert evaluate(charmodel, text).nats_per_char == pytest.approx(PINNED[name], abs=1e-5)

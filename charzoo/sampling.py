@@ -98,12 +98,13 @@ def sample_text(
         net = NumpyCharRNN(charmodel.model)
         rng = np.random.default_rng(seed)
         logits, state = net(np.repeat(prime_ids[None, :], num, axis=0))
+        logits = logits[:, -1]  # (B, V)
         drawn = np.empty((num, length), dtype=np.int32)
         ends = np.full(num, length)  # where each stream ends; `length` while it runs
         emitted = 0  # characters of stream 0 already passed to on_text
         hold = len(stop_ids) - 1 if stop_ids is not None else 0  # may still turn out to start the stop string
         for t in range(length):
-            ids = draw(next_char_probs(logits[:, -1], temperature, top_k, top_p), rng)
+            ids = draw(next_char_probs(logits, temperature, top_k, top_p), rng)
             drawn[:, t] = ids
             if stop_ids is not None and t + 1 >= len(stop_ids):
                 hit = (ends == length) & (drawn[:, t + 1 - len(stop_ids) : t + 1] == stop_ids).all(axis=1)
@@ -115,7 +116,7 @@ def sample_text(
                     emitted = safe
             if (ends < length).all():
                 break
-            logits, state = net(ids[:, None], state)
+            logits, state = net.step(ids, state)
         if on_text is not None and min(ends[0], t + 1) > emitted:
             on_text(vocab.decode(drawn[0, emitted : min(ends[0], t + 1)]))
         return [vocab.decode(row[:end]) for row, end in zip(drawn, ends)]

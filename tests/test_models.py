@@ -45,6 +45,19 @@ def test_numpy_forward_equals_keras_with_state_across_two_chunks(cell):
     np.testing.assert_allclose(np.concatenate([numpy_first, numpy_second], axis=1), whole, atol=1e-5)
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_numpy_step_equals_keras_one_character_at_a_time(cell):
+    model = randomized_model(cell)
+    ids = np.random.default_rng(2).integers(0, VOCAB_SIZE, size=(3, 6)).astype("int32")
+    net = NumpyCharRNN(model)
+    state, logits = net.zero_state(3), []
+    for t in range(ids.shape[1]):
+        step_logits, state = net.step(ids[:, t], state)
+        logits.append(step_logits)
+    whole = keras.ops.convert_to_numpy(model(ids))  # (B, T, V)
+    np.testing.assert_allclose(np.stack(logits, axis=1), whole, atol=1e-5)
+
+
 def test_lstm_state_is_h_and_c_and_others_h_only():
     for cell, n in (("lstm", 2), ("gru", 1), ("rnn", 1)):
         state = NumpyCharRNN(randomized_model(cell)).zero_state(batch=4)

@@ -46,7 +46,7 @@ def evaluate(charmodel, text: str, *, map_unknown: bool = False) -> EvalResult:
         raise CharzooError("text to evaluate needs at least 2 characters", exit_code=2)
     net = NumpyCharRNN(charmodel.model)
     state, total = None, 0.0
-    with step_threads(1):
+    with step_threads():
         for start in range(0, len(ids) - 1, CHUNK):
             targets = ids[start + 1 : start + CHUNK + 1]
             inputs = ids[start : start + len(targets)]

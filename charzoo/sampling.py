@@ -94,7 +94,7 @@ def sample_text(
         prime_ids = vocab.encode(start)
     # A stop string with characters outside the vocabulary can never be produced.
     stop_ids = vocab.encode(stop) if stop and not vocab.missing(stop) else None
-    with step_threads(num):
+    with step_threads():
         net = NumpyCharRNN(charmodel.model)
         rng = np.random.default_rng(seed)
         logits, state = net(np.repeat(prime_ids[None, :], num, axis=0))

@@ -76,12 +76,13 @@ def main() -> None:
     charmodel = random_model()
     print(f"{LAYERS} x {HIDDEN} LSTM, vocabulary {len(charmodel.vocab)}, random weights, "
           f"{length} chars per stream (baseline {baseline_length}), backend {keras.backend.backend()}")
-    for num in (1, 64):
+    # charzoo first: TensorFlow's worker threads spin on for a while after the baseline runs
+    ours = {num: charzoo_chars_per_second(charmodel, num, length) for num in TARGETS}
+    for num in TARGETS:
         baseline = baseline_chars_per_second(charmodel, num, baseline_length)
-        ours = charzoo_chars_per_second(charmodel, num, length)
-        print(f"{num:>2} stream{'s' if num > 1 else ' '}: charzoo {ours:10,.0f} chars/s  "
+        print(f"{num:>2} stream{'s' if num > 1 else ' '}: charzoo {ours[num]:10,.0f} chars/s  "
               f"baseline per-step tf.function loop {baseline:10,.0f} chars/s  "
-              f"ratio {ours / baseline:5.1f}  (target {TARGETS[num]:,}: {'met' if ours >= TARGETS[num] else 'MISSED'})")
+              f"ratio {ours[num] / baseline:5.1f}  (target {TARGETS[num]:,}: {'met' if ours[num] >= TARGETS[num] else 'MISSED'})")
 
 
 if __name__ == "__main__":

@@ -150,8 +150,6 @@ def run_recipe(
             model_config[key] = value
         elif key in TRAIN_KEYS:
             train_options[key] = value
-    if "steps" in train_options and "epochs" in train_options:
-        del train_options["epochs" if (overrides or {}).get("steps") or quick else "steps"]
     text = read_corpus(data)
     if quick:
         text = text[: recipe.quick.get("chars", 20_000)]

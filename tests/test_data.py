@@ -128,3 +128,15 @@ def test_text_shorter_than_one_window():
     with pytest.raises(CharzooError, match=r"shorter than one window of seq_len \+ 1 = 11") as info:
         make_dataset(positions(10), seq_len=10, batch_size=2, seed=0)
     assert info.value.exit_code == 2
+
+
+def test_text_dataset_windows_are_slices_of_the_string():
+    from charzoo.data import text_dataset
+    from charzoo.vocab import Vocab
+
+    text = "the quick brown fox jumps over the lazy dog\n" * 20
+    vocab = Vocab.from_text(text)
+    inputs, targets = next(iter(text_dataset(text, vocab, seq_len=12, batch_size=4, seed=3)))
+    for row_in, row_out in zip(inputs.numpy(), targets.numpy()):
+        window = vocab.decode(row_in) + vocab.decode(row_out)[-1]
+        assert window in text and vocab.decode(row_out) == window[1:]

@@ -79,6 +79,10 @@ _TRAINING_FLAGS: dict[str, tuple[Any, Any, str]] = {
 _RUN_FLAGS = ("resume", "force", "encoding", "errors")
 
 
+def _flag_name(name: str, kind: Any) -> list[str]:
+    return [f"--{name.replace('_', '-')}"] if kind is bool else []
+
+
 def _training_flags(**defaults: Any) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Give a command the shared training flags after its own; it receives their values as `training`.
 
@@ -91,7 +95,8 @@ def _training_flags(**defaults: Any) -> Callable[[Callable[..., None]], Callable
                if p.name != "training"]
         shared = [
             inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=defaults.get(name, default),
-                              annotation=Annotated[kind, typer.Option(help=text)])
+                              # a bool is a plain flag (--resume), not a --resume/--no-resume pair
+                              annotation=Annotated[kind, typer.Option(*_flag_name(name, kind), help=text)])
             for name, (kind, default, text) in _TRAINING_FLAGS.items()
         ]
 
@@ -119,11 +124,11 @@ def _train_keywords(training: dict[str, Any]) -> dict[str, Any]:
 def train(
     corpus: Annotated[Path, typer.Argument(help="UTF-8 text file to train on.")],
     out: Annotated[Path, typer.Option(help="Output model directory (checkpoints and samples go here too).")],
-    cell: Annotated[Optional[Cell], typer.Option(help="Recurrent cell.  [default: lstm]")] = None,
-    layers: Annotated[Optional[int], typer.Option(help="Stacked recurrent layers.  [default: 2]")] = None,
-    hidden: Annotated[Optional[int], typer.Option(help="Units per recurrent layer.  [default: 512]")] = None,
-    embedding_dim: Annotated[Optional[int], typer.Option(help="Character embedding size.  [default: 64]")] = None,
-    dropout: Annotated[Optional[float], typer.Option(help="Dropout after each recurrent layer.  [default: 0.0]")] = None,
+    cell: Annotated[Optional[Cell], typer.Option(help="Recurrent cell; default lstm.")] = None,
+    layers: Annotated[Optional[int], typer.Option(help="Stacked recurrent layers; default 2.")] = None,
+    hidden: Annotated[Optional[int], typer.Option(help="Units per recurrent layer; default 512.")] = None,
+    embedding_dim: Annotated[Optional[int], typer.Option(help="Character embedding size; default 64.")] = None,
+    dropout: Annotated[Optional[float], typer.Option(help="Dropout after each recurrent layer; default 0.0.")] = None,
     strategy: Annotated[Optional[Strategy], typer.Option(
         help="tf.distribute: mirrored (this machine's devices) or multiworker (one process per TF_CONFIG task)."
     )] = None,
@@ -278,7 +283,7 @@ def pull(
 def push(
     directory: Annotated[Path, typer.Argument(help="Model directory to publish.")],
     repo_id: Annotated[str, typer.Argument(help="Hub repo id owner/name.")],
-    revision: Annotated[Optional[str], typer.Option(help="Branch to commit to (created if needed).  [default: main]")] = None,
+    revision: Annotated[Optional[str], typer.Option(help="Branch to commit to (created if needed); default main.")] = None,
     private: Annotated[bool, typer.Option("--private", help="Create the repo as private.")] = False,
     message: Annotated[Optional[str], typer.Option(help="Commit message.")] = None,
     json_: JsonOpt = False,
@@ -410,8 +415,8 @@ def viz(
     textfile: TextFileArg,
     out: Annotated[Path, typer.Option(help="HTML file to write (self-contained: opens from disk).")],
     max_chars: Annotated[int, typer.Option(help="Characters of the text to show, from the start.")] = 3000,
-    layer: Annotated[Optional[int], typer.Option(help="Show only this layer (0-based).  [default: all]")] = None,
-    units: Annotated[Optional[int], typer.Option(help="Units in the shortlist.  [default: 10]")] = None,
+    layer: Annotated[Optional[int], typer.Option(help="Show only this layer (0-based); default all.")] = None,
+    units: Annotated[Optional[int], typer.Option(help="Units in the shortlist; default 10.")] = None,
 ) -> None:
     """Write an HTML report: the model's guesses for each next character, its neurons, and its training."""
     from charzoo.data import read_corpus

@@ -245,14 +245,16 @@ def recipe(
     out: Annotated[Path, typer.Option(help="Output model directory.")],
     quick: Annotated[bool, typer.Option(help="Whole recipe on a small slice for a few steps (seconds).")] = False,
     steps: Annotated[Optional[int], typer.Option(help="Override the recipe's step count.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Override the recipe's batch size (e.g. on a GPU).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the checkpoint in --out.")] = False,
     force: Annotated[bool, typer.Option(help="Replace a model already in --out.")] = False,
 ) -> None:
     """Train a zoo model from its recipe: check the corpus, train, evaluate, write the model card."""
     from charzoo.recipes import load_recipe, run_recipe
 
+    overrides = {key: value for key, value in {"steps": steps, "batch_size": batch_size}.items() if value}
     result = run_recipe(load_recipe(recipe_file), data, out, quick=quick, resume=resume, force=force,
-                        overrides={"steps": steps} if steps else None)
+                        overrides=overrides or None)
     meta = result.metadata
     typer.echo(f"saved {out}: val {meta['val_loss']:.4f} nats/char after {meta['steps']} steps")
     if "novelty" in meta:

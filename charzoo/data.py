@@ -1,4 +1,4 @@
-"""Corpora: read and check a text file, split it, and stream random windows through tf.data.
+"""Corpora: read and check a text file, split it, and stream random training windows.
 
 Training reads ids from a memory-mapped cache file (`cached_ids`) written once
 per corpus and vocabulary, so a large corpus costs its compact ids on disk,
@@ -113,6 +113,26 @@ def cached_ids(text: str, vocab: Vocab, cache_dir: str | Path) -> np.memmap:
     return np.memmap(path, dtype=dtype, mode="r", shape=(len(text),))
 
 
+def window_batch(ids: np.ndarray, *, seq_len: int, batch_size: int, seed: int, step: int) -> np.ndarray:
+    """The int32 windows (batch_size, seq_len + 1) of training step `step`: a stateless function of `(seed, step)`.
+
+    Every input pipeline (tf.data, a Keras `PyDataset`, each replica of a
+    distributed run) draws its batches here, so a run sees the same data on any
+    backend, and a run resumed at some step sees what an uninterrupted one would.
+    """
+    starts = np.random.default_rng([seed, step]).integers(0, len(ids) - seq_len, size=batch_size)
+    return ids[starts[:, None] + np.arange(seq_len + 1)].astype(np.int32)
+
+
+def _check_window(ids: np.ndarray, seq_len: int) -> None:
+    if len(ids) < seq_len + 1:
+        raise CharzooError(
+            f"text of {len(ids)} characters is shorter than one window of seq_len + 1 = {seq_len + 1}; "
+            f"use a longer text or a smaller --seq-len",
+            exit_code=2,
+        )
+
+
 def make_dataset(
     ids: np.ndarray,
     *,
@@ -125,10 +145,8 @@ def make_dataset(
 ):
     """A `tf.data.Dataset` of `(inputs, targets)` int32 batches of shape (batch_size, seq_len).
 
-    Each batch holds random windows of `seq_len + 1` ids. Window offsets are a
-    stateless function of `(seed, step)`, so a run resumed at `start_step` sees
-    exactly the batches an uninterrupted run would have seen. Windows are read
-    from `ids` (an array or a `np.memmap`) batch by batch; nothing else is copied.
+    Batches are `window_batch(ids, step=start_step), window_batch(ids, step=start_step + 1), ...`,
+    read from `ids` (an array or a `np.memmap`) batch by batch; nothing else is copied.
 
     With a `tf.distribute.InputContext` (from `distribute_datasets_from_function`),
     `batch_size` is the global batch and the dataset yields, one after another,
@@ -137,12 +155,7 @@ def make_dataset(
     """
     import tensorflow as tf
 
-    if len(ids) < seq_len + 1:
-        raise CharzooError(
-            f"text of {len(ids)} characters is shorter than one window of seq_len + 1 = {seq_len + 1}; "
-            f"use a longer text or a smaller --seq-len",
-            exit_code=2,
-        )
+    _check_window(ids, seq_len)
     replicas, first = 1, 0  # per-replica slices this pipeline yields per step, and the index of its first
     if input_context is not None:
         replicas = input_context.num_replicas_in_sync // input_context.num_input_pipelines
@@ -154,24 +167,38 @@ def make_dataset(
                 exit_code=2,
             )
     per_replica = batch_size // (input_context.num_replicas_in_sync if input_context else 1)
-    n_starts = len(ids) - seq_len  # valid window starts: 0 .. len - seq_len - 1
-    offsets = np.arange(seq_len + 1, dtype=np.int64)
 
-    def read_windows(starts: np.ndarray) -> np.ndarray:
-        return ids[starts[:, None] + offsets[None, :]].astype(np.int32)  # (b, T + 1)
+    def read_windows(step: np.ndarray) -> np.ndarray:
+        batch = window_batch(ids, seq_len=seq_len, batch_size=batch_size, seed=seed, step=int(step))
+        return batch[first * per_replica : (first + replicas) * per_replica]
 
     def windows(step):
-        starts = tf.random.stateless_uniform(
-            [batch_size], seed=tf.stack([tf.cast(seed, tf.int64), step]), maxval=n_starts, dtype=tf.int64
-        )
-        starts = starts[first * per_replica : (first + replicas) * per_replica]
-        batch = tf.numpy_function(read_windows, [starts], tf.int32, stateful=False)
+        batch = tf.numpy_function(read_windows, [step], tf.int32, stateful=False)
         batch = tf.reshape(batch, [replicas, per_replica, seq_len + 1])
         return batch[:, :, :-1], batch[:, :, 1:]
 
     stop = 2**62 if steps is None else start_step + steps
     batches = tf.data.Dataset.range(start_step, stop).map(windows, num_parallel_calls=tf.data.AUTOTUNE)
     return batches.unbatch().prefetch(tf.data.AUTOTUNE)
+
+
+def window_batches(ids: np.ndarray, *, seq_len: int, batch_size: int, seed: int, start_step: int = 0, steps: int):
+    """`make_dataset`'s batches as a `keras.utils.PyDataset`, for backends without tf.data (JAX, PyTorch)."""
+    from charzoo._keras import keras
+
+    _check_window(ids, seq_len)
+
+    class WindowBatches(keras.utils.PyDataset):
+        def __len__(self) -> int:
+            return steps
+
+        def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+            if not 0 <= index < steps:
+                raise IndexError(index)
+            batch = window_batch(ids, seq_len=seq_len, batch_size=batch_size, seed=seed, step=start_step + index)
+            return batch[:, :-1], batch[:, 1:]
+
+    return WindowBatches()
 
 
 def file_dataset(

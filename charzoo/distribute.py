@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from charzoo.data import make_dataset
+from charzoo.data import make_dataset, window_batches
 from charzoo.errors import CharzooError
 
 STRATEGIES = ("mirrored", "multiworker")
@@ -107,7 +107,12 @@ def is_chief(strategy) -> bool:
 
 
 def windows_dataset(ids: np.ndarray, **options: Any):
-    """`make_dataset(ids, **options)`, split over the replicas of the active strategy if there is one."""
+    """The training windows for the backend: tf.data (split over the replicas of an active
+    strategy) on TensorFlow, a `PyDataset` of the same batches on JAX and PyTorch."""
+    from charzoo._keras import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return window_batches(ids, **options)
     strategy = active_strategy()
     if strategy is None:
         return make_dataset(ids, **options)
@@ -132,9 +137,12 @@ def prepare_for_fit(model) -> None:
        The steps return them as vectors of one value, so the reduce averages the
        replicas' values back into a scalar.
     """
+    strategy = active_strategy()
+    if strategy is None:
+        return
     import tensorflow as tf
 
-    if not isinstance(active_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return
     model.optimizer.build(model.trainable_variables)
     model._distribute_strategy = None

@@ -155,6 +155,10 @@ def run_recipe(
         text = text[: recipe.quick.get("chars", 20_000)]
     command = f"charzoo recipe {shlex.quote(str(recipe.path))} --data {shlex.quote(str(data))} --out {shlex.quote(str(out))}"
     command += " --quick" * quick + "".join(f" --{k.replace('_', '-')} {v}" for k, v in (overrides or {}).items())
+    from charzoo._keras import keras
+
+    if keras.backend.backend() != "tensorflow":
+        command = f"KERAS_BACKEND={keras.backend.backend()} {command}"
     metadata = {
         "name": recipe.name,
         "license": recipe.corpus["license"],
@@ -186,7 +190,15 @@ def _hardware() -> str:
 
     from charzoo._keras import keras
 
-    return f"{os.cpu_count()} CPU cores ({platform.machine()}), Keras {keras.__version__} on {keras.backend.backend()}"
+    backend = keras.backend.backend()
+    where = f"{os.cpu_count()} CPU cores ({platform.machine()})"
+    if backend == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        if device.platform != "cpu":
+            where = f"1 {device.device_kind} ({device.platform.upper()})"
+    return f"{where}, Keras {keras.__version__} on {backend}"
 
 
 ANCHORS = {
@@ -215,7 +227,7 @@ def model_card_section(name: str, metadata: dict[str, Any], config: dict[str, An
         f"  `{metadata.get('command', '')}`",
         f"- **Validation** (last {metadata['val_fraction']:.0%}, {metadata['val_chars']:,} characters): "
         f"**{val:.4f} nats/char, {val / 0.6931471805599453:.4f} bits/char**"
-        + (f" (bar: {BARS[name]:.2f})" if name in BARS else "") + ":",
+        + (f" (bar: {BARS[name]:.2f}, {'met' if val <= BARS[name] else 'not met'})" if name in BARS else "") + ":",
         f"  `charzoo eval {path} <corpus file> --split val`",
     ]
     if name in ANCHORS:

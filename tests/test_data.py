@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from charzoo.data import compact_ids, make_dataset, read_corpus, split_text
+from charzoo.data import compact_ids, make_dataset, read_corpus, split_text, window_batches
 from charzoo.errors import CharzooError
 
 
@@ -117,6 +117,22 @@ def test_batches_are_a_function_of_seed_and_step():
     other_seed = next(iter(make_dataset(ids, seq_len=8, batch_size=6, seed=4, steps=1)))[0].numpy()
     assert not np.array_equal(other_seed, from_zero[0])
     assert not np.array_equal(from_zero[0], from_zero[1])
+
+
+def test_pydataset_yields_the_tf_data_batches():
+    # JAX and PyTorch train from the PyDataset: a run sees the same data on any backend
+    ids = positions(5000)
+    expected = [(x.numpy(), y.numpy()) for x, y in make_dataset(ids, seq_len=8, batch_size=6, seed=3, start_step=2, steps=4)]
+    batches = window_batches(ids, seq_len=8, batch_size=6, seed=3, start_step=2, steps=4)
+    assert len(batches) == 4
+    for (x, y), (want_x, want_y) in zip((batches[i] for i in range(4)), expected, strict=True):
+        assert x.dtype.name == "int32"
+        np.testing.assert_array_equal(x, want_x)
+        np.testing.assert_array_equal(y, want_y)
+    with pytest.raises(IndexError):
+        batches[4]
+    with pytest.raises(CharzooError, match="shorter than one window"):
+        window_batches(positions(8), seq_len=8, batch_size=2, seed=0, steps=1)
 
 
 def test_unbounded_dataset_keeps_going():

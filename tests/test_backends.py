@@ -1,0 +1,49 @@
+"""A model trained under JAX (as the zoo's GPU runs are) loads and evaluates identically under TensorFlow."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from charzoo.data import read_corpus, split_text
+from charzoo.evaluation import evaluate
+from charzoo.recipes import load_recipe
+from charzoo.zoo import load_dir
+
+from conftest import CORPORA, ROOT
+
+pytest.importorskip("jax", reason="the test extra installs jax[cpu]")
+
+def test_jax_trained_recipe_loads_and_scores_the_same_under_tensorflow(tmp_path):
+    out, probe = tmp_path / "names-jax", tmp_path / "probe.npy"
+    script = (
+        "import sys\n"
+        "sys.modules['tensorflow'] = None  # as on the GPU machine: training under JAX must not need TensorFlow\n"
+        "import numpy as np\n"
+        "from charzoo.recipes import load_recipe, run_recipe\n"
+        "result = run_recipe(load_recipe(sys.argv[1]), sys.argv[2], sys.argv[3], quick=True, verbose=0)\n"
+        "ids = result.vocab.encode('Anna\\nBob\\nCarla\\n')[None, :]\n"
+        "np.save(sys.argv[4], np.asarray(result.model(ids, training=False)))\n"
+    )
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT)}
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(ROOT / "recipes" / "names.toml"), str(CORPORA / "names" / "input.txt"),
+         str(out), str(probe)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+
+    metadata = json.loads((out / "metadata.json").read_text())
+    assert metadata["backend"] == "jax"
+    assert metadata["command"].startswith("KERAS_BACKEND=jax charzoo recipe ")
+    charmodel = load_dir(out)  # this process runs Keras on TensorFlow
+    ids = charmodel.vocab.encode("Anna\nBob\nCarla\n")[None, :]
+    np.testing.assert_allclose(np.asarray(charmodel.model(ids, training=False)), np.load(probe), atol=1e-5)
+    quick_slice = read_corpus(CORPORA / "names" / "input.txt")[: load_recipe(ROOT / "recipes" / "names.toml").quick["chars"]]
+    val_text = split_text(quick_slice, metadata["val_fraction"])[1]
+    assert evaluate(charmodel, val_text, map_unknown=True).nats_per_char == pytest.approx(metadata["val_loss"], abs=1e-6)

@@ -165,7 +165,7 @@ def _pull_repo(repo_id: str, revision: str | None, force: bool, report: Callable
     """Resolve the revision on the Hub, then use the cache if it holds that commit, else download."""
     from huggingface_hub import HfApi, constants
 
-    from charzoo.zoo import MODEL_FILES
+    from charzoo.zoo import MODEL_FILES, OPTIONAL_FILES
 
     ref = f"{repo_id}@{revision}" if revision else repo_id
     files = list(MODEL_FILES)
@@ -192,7 +192,7 @@ def _pull_repo(repo_id: str, revision: str | None, force: bool, report: Callable
         _evict(cached, files)
     try:
         # By name, not commit, so the cache also records where the branch points for offline use.
-        path = _download(repo_id, revision or commit, files)
+        path = _download(repo_id, revision or commit, [*files, *OPTIONAL_FILES])
     except Exception as e:  # noqa: BLE001
         reason, fix = _explain(e, repo_id, revision)
         raise CharzooError(f"cannot pull {ref}: {reason}; {fix}") from e
@@ -260,7 +260,7 @@ def push(
     from huggingface_hub import HfApi
 
     from charzoo.cards import card_for_repo
-    from charzoo.zoo import CARD_FILE, MODEL_FILES, CharModel, load_dir, save_pretrained, write_text
+    from charzoo.zoo import CARD_FILE, MODEL_FILES, OPTIONAL_FILES, CharModel, load_dir, save_pretrained, write_text
 
     parse_repo_ref(repo_id)
     if "@" in repo_id:
@@ -278,7 +278,7 @@ def push(
             except CharzooError as e:
                 raise CharzooError(f"cannot push {directory}: {e}", exit_code=2) from e
             staged.mkdir()
-            for name in MODEL_FILES:
+            for name in (*MODEL_FILES, *OPTIONAL_FILES):
                 if (directory / name).is_file():
                     shutil.copyfile(directory / name, staged / name)  # follows cache symlinks
         existing = (staged / CARD_FILE).read_text(encoding="utf-8") if (staged / CARD_FILE).is_file() else None
@@ -291,7 +291,7 @@ def push(
             info = api.upload_folder(
                 folder_path=staged, repo_id=repo_id, revision=revision,
                 commit_message=message or f"Upload {charmodel.metadata.get('name') or 'model'} with charzoo",
-                allow_patterns=[f for f in MODEL_FILES if (staged / f).is_file()],
+                allow_patterns=[f for f in (*MODEL_FILES, *OPTIONAL_FILES) if (staged / f).is_file()],
             )
         except Exception as e:  # noqa: BLE001
             reason, fix = _explain(e, repo_id, revision, write=True)

@@ -37,6 +37,7 @@ METADATA_FILE = "metadata.json"
 CARD_FILE = "README.md"
 MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE, VOCAB_FILE, METADATA_FILE, CARD_FILE)
 SAMPLES_FILE = "samples.jsonl"  # sample evolution during training
+OPTIONAL_FILES = (SAMPLES_FILE,)  # published with the model when present: `charzoo viz` shows them
 CHECKPOINT_DIR = "checkpoint"
 IDS_CACHE_DIR = "ids-cache"  # the corpus as memory-mapped compact ids, written once per run
 

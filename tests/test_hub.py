@@ -93,7 +93,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, exit_code: int, *ne
 
 def test_push_then_pull_round_trip_gives_the_same_logits(hub, tiny_model_dir, tiny_model):
     from charzoo.hub import pull, push
-    from charzoo.zoo import MODEL_FILES, load, load_dir
+    from charzoo.zoo import MODEL_FILES, SAMPLES_FILE, load, load_dir
 
     result = push(tiny_model_dir, "alice/round-trip", token=TOKEN, message="first upload")
     assert len(result.commit) == 40 and result.repo_id == "alice/round-trip" and result.revision == "main"
@@ -101,14 +101,14 @@ def test_push_then_pull_round_trip_gives_the_same_logits(hub, tiny_model_dir, ti
     lines = []
     pulled = pull("alice/round-trip", on_source=lines.append)
     assert (pulled.source, pulled.revision) == ("hub", result.commit)
-    assert sorted(p.name for p in pulled.path.iterdir()) == sorted(MODEL_FILES)
+    assert sorted(p.name for p in pulled.path.iterdir()) == sorted([*MODEL_FILES, SAMPLES_FILE])  # the training log too
     assert lines == [f"alice/round-trip: downloaded from {hub.url} (commit {result.commit[:7]})"]
     np.testing.assert_allclose(logits(load_dir(pulled.path)), logits(tiny_model), rtol=0, atol=0)
     card = (pulled.path / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: keras\npipeline_tag: text-generation\n")
     assert "- lstm\n" in card and "bits_per_character" in card and "charzoo pull alice/round-trip" in card
     # The local directory is published as is, apart from its card.
-    for name in MODEL_FILES[:-1]:
+    for name in [*MODEL_FILES[:-1], SAMPLES_FILE]:
         assert (pulled.path / name).read_bytes() == (tiny_model_dir / name).read_bytes()
 
     downloads = len([r for r in hub.requests if r.startswith("GET /alice/round-trip/resolve/")])
@@ -254,6 +254,8 @@ def test_zoo_entries_without_weights_or_without_a_hub_commit(hub, zoo, tiny_mode
     result = pull("local_only", on_source=lines.append)
     assert (result.source, result.path) == ("bundled", zoo / "local_only")
     assert lines == [f"local_only: bundled copy {zoo / 'local_only'} (not published on the Hub yet)"]
+    files = json.loads((zoo / "registry.json").read_text())["local_only"]["files"]
+    assert "samples.jsonl" in files and (zoo / "local_only" / "samples.jsonl").is_file()  # the training log travels
     assert json.loads((zoo / "registry.json").read_text())["later"]["repo_id"] == "charzoo/later"  # kept
 
 
@@ -383,14 +385,14 @@ def test_cli_bad_input_is_one_line(case, hub, tiny_model_dir, cli_env, tmp_path)
 
 def test_pretrained_is_package_data_in_a_real_install(tmp_path, tiny_model_dir):
     """A non-editable install carries registry.json and pretrained/<name>/, and finds them where it is installed."""
-    from charzoo.zoo import MODEL_FILES
+    from charzoo.zoo import MODEL_FILES, SAMPLES_FILE
 
     root = Path(__file__).resolve().parent.parent
     source = tmp_path / "source"
     shutil.copytree(root, source, ignore=shutil.ignore_patterns(".venv", ".git", "runs", "tests", "*.egg-info",
                                                                 "__pycache__", "build"))
     (source / "pretrained" / "tiny").mkdir()
-    for name in MODEL_FILES:
+    for name in (*MODEL_FILES, SAMPLES_FILE):
         shutil.copyfile(tiny_model_dir / name, source / "pretrained" / "tiny" / name)
     target = tmp_path / "site"
     install = subprocess.run(

@@ -24,9 +24,17 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from charzoo._keras import keras  # before TensorFlow: it imports it quietly
 from charzoo.errors import CharzooError
-from charzoo.tokenizer import CharTokenizer  # before TensorFlow: charzoo._keras imports it quietly
+from charzoo.tokenizer import CharTokenizer
 from charzoo.zoo import _DIR_MODE, CharModel
+
+if keras.backend.backend() != "tensorflow":  # the export traces the Keras model into a TF graph
+    raise CharzooError(
+        f"export writes a TensorFlow SavedModel and needs the TensorFlow backend, not "
+        f"{keras.backend.backend()!r}; unset KERAS_BACKEND (a model trained under any backend exports)",
+        exit_code=2,
+    )
 
 import tensorflow as tf  # noqa: E402  (isort: skip)
 

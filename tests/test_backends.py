@@ -47,3 +47,16 @@ def test_jax_trained_recipe_loads_and_scores_the_same_under_tensorflow(tmp_path)
     quick_slice = read_corpus(CORPORA / "names" / "input.txt")[: load_recipe(ROOT / "recipes" / "names.toml").quick["chars"]]
     val_text = split_text(quick_slice, metadata["val_fraction"])[1]
     assert evaluate(charmodel, val_text, map_unknown=True).nats_per_char == pytest.approx(metadata["val_loss"], abs=1e-6)
+
+
+def test_export_under_another_backend_is_a_one_line_error(tiny_model_dir, tmp_path):
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT)}
+    script = "import sys; sys.modules['tensorflow'] = None; from charzoo.cli import main; sys.exit(main())"
+    run = subprocess.run([sys.executable, "-c", script, "export", str(tiny_model_dir), str(tmp_path / "export")],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines() == [
+        "charzoo: error: export writes a TensorFlow SavedModel and needs the TensorFlow backend, not 'jax'; "
+        "unset KERAS_BACKEND (a model trained under any backend exports)"
+    ]
+    assert not (tmp_path / "export").exists()

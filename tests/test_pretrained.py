@@ -39,3 +39,14 @@ def test_bundled_model_keeps_its_loss(name):
     corpus = json.loads((charmodel.path / "metadata.json").read_text())["corpus"]["name"]
     text = split_text(read_corpus(CORPORA / corpus / "input.txt"), 0.1)[1][:5000]
     assert evaluate(charmodel, text).nats_per_char == pytest.approx(PINNED[name], abs=1e-5)
+
+
+def test_readme_zoo_table_matches_the_metadata():
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| `(\w+)` \|[^|]*\|[^|]*\| (\d+\.\d{3})", readme, flags=re.M))
+    assert set(rows) == set(BUNDLED)
+    for name, shown in rows.items():
+        metadata = json.loads((ROOT / "pretrained" / name / "metadata.json").read_text())
+        assert shown == f"{metadata['val_loss']:.3f}", name

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from charzoo._keras import keras
+from charzoo._keras import keras, quiet_fd2
 from charzoo.data import cached_ids, read_corpus, sha256_file, split_text
 from charzoo.distribute import active_strategy, is_chief, prepare_for_fit, windows_dataset
 from charzoo.errors import CharzooError
@@ -338,7 +338,8 @@ def train(
         train_config = replace(train_config, steps=total, epochs=None)
     val_windows = check_windows(len(train_ids), len(val_ids), train_config)
 
-    keras.utils.set_random_seed(train_config.seed)
+    with quiet_fd2():  # on JAX or PyTorch, Keras seeds (and so imports) TensorFlow too where it is installed
+        keras.utils.set_random_seed(train_config.seed)
     if init is not None and not resume:
         model = init.model
     else:

@@ -60,3 +60,16 @@ def test_export_under_another_backend_is_a_one_line_error(tiny_model_dir, tmp_pa
         "unset KERAS_BACKEND (a model trained under any backend exports)"
     ]
     assert not (tmp_path / "export").exists()
+
+
+def test_training_under_jax_is_as_quiet_as_under_tensorflow(tmp_path):
+    # Keras seeds TensorFlow too when it is installed, and TensorFlow's import prints to fd 2
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT)}
+    run = subprocess.run(
+        [sys.executable, "-m", "charzoo", "recipe", str(ROOT / "recipes" / "names.toml"),
+         "--data", str(CORPORA / "names" / "input.txt"), "--out", str(tmp_path / "names"), "--quick"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "oneDNN" not in run.stderr and "cudart" not in run.stderr and "absl" not in run.stderr
+    assert "saved" in run.stdout

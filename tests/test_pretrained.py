@@ -17,7 +17,7 @@ from conftest import CORPORA, ROOT
 # measured when the model was published; a change to the weights, the vocabulary or the
 # evaluation code that moves them is caught here.
 PINNED = {
-    "shakespeare": 1.2989740404620602,
+    "shakespeare": 1.2465236083935531,
     "names": 1.5875671451371425,
     "warpeace": 1.1389823957589706,
     "paulgraham": 1.212562290296788,

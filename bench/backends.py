@@ -11,7 +11,6 @@ baseline; the ratio says how much faster a recipe trains with `KERAS_BACKEND=<ba
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import os
@@ -25,16 +24,12 @@ BACKENDS = ("tensorflow", "jax", "torch")
 CHILD = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
-from train_throughput import BATCH, SEQ_LEN, chars_per_second, charzoo_model
+from train_throughput import BATCH, SEQ_LEN, chars_per_second, charzoo_model, corpus_ids
 from charzoo._keras import keras
-from charzoo.data import compact_ids, read_corpus
 from charzoo.distribute import windows_dataset
-from charzoo.vocab import Vocab
 
 corpus, warmup, steps = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-text = read_corpus(corpus)
-vocab = Vocab.from_text(text)
-ids = compact_ids(vocab.encode(text), len(vocab))
+_, vocab, ids = corpus_ids(corpus)
 keras.utils.set_random_seed(0)
 data = windows_dataset(ids, seq_len=SEQ_LEN, batch_size=BATCH, seed=0, steps=warmup + steps)
 print(json.dumps({"backend": keras.backend.backend(),
@@ -54,20 +49,16 @@ def run(backend: str, corpus: Path, warmup: int, steps: int) -> float:
 
 
 def main() -> None:
-    from train_throughput import BATCH, CORPUS, HIDDEN, LAYERS, SEQ_LEN
+    from train_throughput import BATCH, HIDDEN, LAYERS, SEQ_LEN, parse_args
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a few steps only, to check the script works")
-    parser.add_argument("--corpus", type=Path, default=CORPUS)
-    args = parser.parse_args()
-    warmup, steps = (2, 6) if args.quick else (5, 40)
+    corpus, warmup, steps = parse_args(__doc__.splitlines()[0])
     installed = [b for b in BACKENDS if importlib.util.find_spec(b) is not None]
-    print(f"{args.corpus.name}: {LAYERS} x {HIDDEN} LSTM, batch {BATCH} x seq {SEQ_LEN}, "
+    print(f"{corpus.name}: {LAYERS} x {HIDDEN} LSTM, batch {BATCH} x seq {SEQ_LEN}, "
           f"{warmup} warm-up + {steps} timed steps; backends installed: {', '.join(installed)}")
-    baseline = run("tensorflow", args.corpus, warmup, steps)
+    baseline = run("tensorflow", corpus, warmup, steps)
     print(f"tensorflow (baseline): {baseline:10,.0f} chars/s")
     for backend in (b for b in installed if b != "tensorflow"):
-        speed = run(backend, args.corpus, warmup, steps)
+        speed = run(backend, corpus, warmup, steps)
         print(f"{backend + ':':22s} {speed:10,.0f} chars/s   ratio {backend} / tensorflow: {speed / baseline:.2f}")
 
 

@@ -14,6 +14,8 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
+
 from charzoo._keras import keras
 from charzoo.data import compact_ids, make_dataset, read_corpus
 from charzoo.models import CharRNN
@@ -70,17 +72,26 @@ def baseline_dataset(ids):
     return pairs.shuffle(10_000, seed=0).batch(BATCH, drop_remainder=True).repeat().prefetch(tf.data.AUTOTUNE)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(description: str) -> tuple[Path, int, int]:
+    """The training benchmarks' command line: the corpus, and warm-up and timed steps (few with --quick)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="a few steps only, to check the script works")
     parser.add_argument("--corpus", type=Path, default=CORPUS)
     args = parser.parse_args()
-    warmup, steps = (2, 6) if args.quick else (5, 40)
+    return (args.corpus, *((2, 6) if args.quick else (5, 40)))
 
-    text = read_corpus(args.corpus)
+
+def corpus_ids(corpus: Path) -> tuple[str, Vocab, np.ndarray]:
+    """The corpus text, its vocabulary and its compact ids."""
+    text = read_corpus(corpus)
     vocab = Vocab.from_text(text)
-    ids = compact_ids(vocab.encode(text), len(vocab))
-    print(f"{args.corpus.name}: {len(text):,} chars, vocabulary {len(vocab)}; "
+    return text, vocab, compact_ids(vocab.encode(text), len(vocab))
+
+
+def main() -> None:
+    corpus, warmup, steps = parse_args(__doc__.splitlines()[0])
+    text, vocab, ids = corpus_ids(corpus)
+    print(f"{corpus.name}: {len(text):,} chars, vocabulary {len(vocab)}; "
           f"{LAYERS} x {HIDDEN} LSTM, batch {BATCH} x seq {SEQ_LEN}, {warmup} warm-up + {steps} timed steps, "
           f"backend {keras.backend.backend()}")
 

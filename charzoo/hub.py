@@ -260,7 +260,7 @@ def push(
     from huggingface_hub import HfApi
 
     from charzoo.cards import card_for_repo
-    from charzoo.zoo import CARD_FILE, MODEL_FILES, OPTIONAL_FILES, CharModel, load_dir, save_pretrained, write_text
+    from charzoo.zoo import CARD_FILE, CharModel, load_dir, published_files, save_pretrained, write_text
 
     parse_repo_ref(repo_id)
     if "@" in repo_id:
@@ -278,9 +278,8 @@ def push(
             except CharzooError as e:
                 raise CharzooError(f"cannot push {directory}: {e}", exit_code=2) from e
             staged.mkdir()
-            for name in (*MODEL_FILES, *OPTIONAL_FILES):
-                if (directory / name).is_file():
-                    shutil.copyfile(directory / name, staged / name)  # follows cache symlinks
+            for name in published_files(directory):
+                shutil.copyfile(directory / name, staged / name)  # follows cache symlinks
         existing = (staged / CARD_FILE).read_text(encoding="utf-8") if (staged / CARD_FILE).is_file() else None
         write_text(staged / CARD_FILE, card_for_repo(existing, charmodel.config, charmodel.metadata, repo_id))
         api = HfApi(token=token)
@@ -291,7 +290,7 @@ def push(
             info = api.upload_folder(
                 folder_path=staged, repo_id=repo_id, revision=revision,
                 commit_message=message or f"Upload {charmodel.metadata.get('name') or 'model'} with charzoo",
-                allow_patterns=[f for f in (*MODEL_FILES, *OPTIONAL_FILES) if (staged / f).is_file()],
+                allow_patterns=published_files(staged),
             )
         except Exception as e:  # noqa: BLE001
             reason, fix = _explain(e, repo_id, revision, write=True)

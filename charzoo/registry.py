@@ -113,7 +113,7 @@ def register_bundled(
     printed for these same files) so Hub downloads are pinned to it; without it the
     entry keeps its previous repo id and revision.
     """
-    from charzoo.zoo import MODEL_FILES, OPTIONAL_FILES, load_dir, write_json
+    from charzoo.zoo import MODEL_FILES, load_dir, published_files, write_json
 
     if not ZOO_NAME.match(name):
         raise CharzooError(f"zoo name '{name}' must be lowercase words joined by '_'", exit_code=2)
@@ -122,7 +122,7 @@ def register_bundled(
     if missing:
         raise CharzooError(f"{directory} lacks {', '.join(missing)}; save it with charzoo first", exit_code=2)
     target = pretrained_dir() / name
-    present = [*MODEL_FILES, *(f for f in OPTIONAL_FILES if (Path(directory) / f).is_file())]
+    present = published_files(Path(directory))
     if not target.exists() or not target.samefile(directory):
         _replace_dir(target, [Path(directory) / f for f in present])
     registry = read_registry()

@@ -42,6 +42,12 @@ CHECKPOINT_DIR = "checkpoint"
 IDS_CACHE_DIR = "ids-cache"  # the corpus as memory-mapped compact ids, written once per run
 
 
+
+def published_files(directory: Path) -> list[str]:
+    """The files of model directory `directory` that bundling and pushing publish: the model's, and its log."""
+    return [f for f in (*MODEL_FILES, *OPTIONAL_FILES) if (Path(directory) / f).is_file()]
+
+
 @dataclass
 class CharModel:
     """A trained char-RNN with everything needed to use it: Keras model, vocabulary, metadata."""

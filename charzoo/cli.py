@@ -195,21 +195,41 @@ def eval_(
     textfile: Annotated[Path, typer.Argument(help="UTF-8 text to score.")],
     split: Annotated[Split, typer.Option(help="Score all of the text, or its last --val-fraction.")] = Split.all,
     val_fraction: Annotated[float, typer.Option(help="Validation fraction for --split val.")] = 0.1,
+    dynamic_lr: Annotated[
+        Optional[float],
+        typer.Option(help="Dynamic evaluation: after scoring each 128-character segment, one SGD step on it at this rate."),
+    ] = None,
+    breakdown: Annotated[
+        bool, typer.Option(help="With --split val: the loss in words the training split has, in words it lacks, between words.")
+    ] = False,
     json_: JsonOpt = False,
 ) -> None:
     """Nats and bits per character of a model on a text (one stream, state carried)."""
+    from dataclasses import asdict
+
     from charzoo.data import read_corpus, split_text
-    from charzoo.evaluation import evaluate
+    from charzoo.evaluation import EvalResult, char_losses, loss_by_word_novelty
     from charzoo.zoo import load
 
-    text = read_corpus(textfile)
+    if breakdown and split is not Split.val:
+        raise CharzooError("--breakdown needs --split val: the rest of the file is the training text", exit_code=2)
+    text = known_text = read_corpus(textfile)
     if split is Split.val:
-        text = split_text(text, val_fraction)[1]
-    result = evaluate(load(model, on_source=_report_source), text)
+        known_text, text = split_text(text, val_fraction)
+    charmodel = load(model, on_source=_report_source)
+    losses = char_losses(charmodel, text, dynamic_lr=dynamic_lr)
+    result = EvalResult.from_losses(losses)
+    shares = loss_by_word_novelty(text, losses, known_text) if breakdown else []
     if json_:
-        _print_json(result.to_json())
-    else:
-        typer.echo(f"{result.chars} chars: {result.nats_per_char:.4f} nats/char, {result.bits_per_char:.4f} bits/char")
+        _print_json({**result.to_json(), **({"breakdown": [asdict(share) for share in shares]} if breakdown else {})})
+        return
+    how = "" if dynamic_lr is None else f" (dynamic evaluation, lr {dynamic_lr:g})"
+    typer.echo(f"{result.chars} chars: {result.nats_per_char:.4f} nats/char, {result.bits_per_char:.4f} bits/char{how}")
+    for share in shares:
+        typer.echo(
+            f"  {share.label}: {share.char_fraction:.1%} of characters, {share.loss_fraction:.1%} of the loss,"
+            f" {share.nats_per_char:.3f} nats/char"
+        )
 
 
 @app.command(rich_help_panel="Models")

@@ -48,6 +48,11 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def states_per_layer(self) -> int:
+        """Recurrent state tensors each layer carries: [h, c] for an LSTM, [h] otherwise."""
+        return 2 if self.cell == "lstm" else 1
+
 
 _RECURRENT_LAYERS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "rnn": keras.layers.SimpleRNN}
 
@@ -176,8 +181,10 @@ class NumpyCharRNN:
         self.stacked_kernels = [np.concatenate([w[0], w[1]]) for w in self.layer_weights[1:]]
 
     def zero_state(self, batch: int) -> list[list[np.ndarray]]:
-        n = 2 if self.config.cell == "lstm" else 1
-        return [[np.zeros((batch, self.config.hidden), np.float32) for _ in range(n)] for _ in self.layer_weights]
+        return [
+            [np.zeros((batch, self.config.hidden), np.float32) for _ in range(self.config.states_per_layer)]
+            for _ in self.layer_weights
+        ]
 
     def hidden_states(self, ids: np.ndarray, state: list[list[np.ndarray]] | None = None):
         """Run `ids` (B, T); return each layer's outputs [(B, T, H)] and the final state."""

@@ -2,6 +2,8 @@
 record their sha256 in the zoo registry, and regenerate MODEL_CARDS.md.
 
     python recipes/publish.py runs/shakespeare            # the name comes from its metadata.json
+    python recipes/publish.py runs/linux --data ../shared/corpora/linux/input.txt
+                                                          # also measure dynamic evaluation of its val split
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:
-    from charzoo.recipes import model_cards
+    from charzoo.recipes import model_cards, record_dynamic_eval
     from charzoo.registry import pretrained_dir, register_bundled
     from charzoo.zoo import load_dir, write_text
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="a finished training output directory")
+    parser.add_argument("--data", type=Path, help="the model's corpus: also record its dynamic-evaluation val loss")
     args = parser.parse_args()
+    if args.data:
+        record_dynamic_eval(args.run_dir, args.data)
     name = load_dir(args.run_dir).metadata["name"]
     entry = register_bundled(name, args.run_dir)
     write_text(ROOT / "MODEL_CARDS.md", model_cards(pretrained_dir()))

@@ -146,6 +146,23 @@ def test_eval_json_keys_and_val_split(cli_model, names_path, monkeypatch, capsys
     assert code == 0 and "nats/char" in stdout and "bits/char" in stdout
 
 
+def test_eval_breakdown_and_dynamic_evaluation(cli_model, names_path, monkeypatch, capsys):
+    out, _ = cli_model
+    code, stdout, _ = run_main(monkeypatch, capsys, "eval", out, names_path, "--split", "val", "--breakdown", "--json")
+    report = json.loads(stdout)
+    assert code == 0 and [share["label"] for share in report["breakdown"]] == [
+        "in words the training text has", "in words it does not have", "between words"]
+    assert sum(share["loss_fraction"] for share in report["breakdown"]) == pytest.approx(1.0)
+    mean = sum(share["char_fraction"] * share["nats_per_char"] for share in report["breakdown"])
+    assert mean == pytest.approx(report["nats_per_char"])
+    code, stdout, _ = run_main(monkeypatch, capsys, "eval", out, names_path, "--split", "val", "--dynamic-lr", "0")
+    assert code == 0 and "(dynamic evaluation, lr 0)" in stdout
+    assert f"{report['nats_per_char']:.4f} nats/char" in stdout
+    assert_one_line_error(run_main(monkeypatch, capsys, "eval", out, names_path, "--breakdown"), 2, "--breakdown needs")
+    assert_one_line_error(run_main(monkeypatch, capsys, "eval", out, names_path, "--dynamic-lr", "-1"), 2,
+                          "learning rate must be >= 0")
+
+
 def test_info_json_has_exactly_the_contract_keys(cli_model, monkeypatch, capsys):
     out, _ = cli_model
     code, stdout, _ = run_main(monkeypatch, capsys, "info", out, "--json")

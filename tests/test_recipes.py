@@ -104,3 +104,30 @@ def test_model_cards_match_metadata():
         assert f"{metadata['params']:,} parameters" in section
         assert f"{metadata['steps']:,} steps" in section
         assert f"charzoo eval pretrained/{directory.name}" in section
+        if "dynamic_eval" in metadata:
+            assert f"{metadata['dynamic_eval']['val_loss']:.4f} nats/char" in section
+
+
+def test_record_dynamic_eval_writes_metadata_and_checks_the_corpus(tiny_model_dir, names_path, tmp_path):
+    import shutil
+
+    from charzoo.evaluation import DYNAMIC_LR
+    from charzoo.recipes import model_card_section, record_dynamic_eval
+    from charzoo.zoo import load_dir
+
+    directory = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, directory)
+    static = json.loads((directory / "metadata.json").read_text())["val_loss"]
+    assert record_dynamic_eval(directory, names_path, lr=0.0) == pytest.approx(static, rel=1e-4)
+    adapted = record_dynamic_eval(directory, names_path)
+    metadata = load_dir(directory).metadata
+    assert metadata["dynamic_eval"] == {"lr": DYNAMIC_LR, "val_loss": adapted} and metadata["val_loss"] == static
+    config = json.loads((directory / "config.json").read_text())["config"]
+    section = model_card_section("names", {**metadata, "val_chars": 1, "steps": 1}, config, "pretrained/names")
+    assert f"{adapted:.4f} nats/char" in section and f"--dynamic-lr {DYNAMIC_LR:g}`" in section
+    other = tmp_path / "other.txt"
+    other.write_text("not the names corpus\n" * 50, encoding="utf-8")
+    with pytest.raises(CharzooError, match="is not the corpus") as info:
+        record_dynamic_eval(directory, other)
+    assert info.value.exit_code == 2
+    assert load_dir(directory).metadata["dynamic_eval"]["val_loss"] == adapted  # untouched by the failed call

@@ -37,22 +37,31 @@ print(json.dumps({"backend": keras.backend.backend(),
 """
 
 
-def run(backend: str, corpus: Path, warmup: int, steps: int) -> float:
+def installed_backends() -> list[str]:
+    return [b for b in BACKENDS if importlib.util.find_spec(b) is not None]
+
+
+def run_child(backend: str, code: str, *args: object) -> dict:
+    """Run `code` with `KERAS_BACKEND=backend` in a fresh process; its last stdout line is a JSON result."""
     env = {**os.environ, "KERAS_BACKEND": backend}
-    done = subprocess.run([sys.executable, "-c", CHILD, str(HERE), str(corpus), str(warmup), str(steps)],
-                          env=env, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", code, str(HERE), *map(str, args)], env=env, capture_output=True,
+                          text=True)
     if done.returncode:
         raise SystemExit(f"{backend} failed: {done.stderr.strip().splitlines()[-1]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["backend"] == backend
-    return result["chars_per_s"]
+    return result
+
+
+def run(backend: str, corpus: Path, warmup: int, steps: int) -> float:
+    return run_child(backend, CHILD, corpus, warmup, steps)["chars_per_s"]
 
 
 def main() -> None:
     from train_throughput import BATCH, HIDDEN, LAYERS, SEQ_LEN, parse_args
 
     corpus, warmup, steps = parse_args(__doc__.splitlines()[0])
-    installed = [b for b in BACKENDS if importlib.util.find_spec(b) is not None]
+    installed = installed_backends()
     print(f"{corpus.name}: {LAYERS} x {HIDDEN} LSTM, batch {BATCH} x seq {SEQ_LEN}, "
           f"{warmup} warm-up + {steps} timed steps; backends installed: {', '.join(installed)}")
     baseline = run("tensorflow", corpus, warmup, steps)

@@ -213,15 +213,18 @@ def eval_(
 
     if breakdown and split is not Split.val:
         raise CharzooError("--breakdown needs --split val: the rest of the file is the training text", exit_code=2)
-    text = known_text = read_corpus(textfile)
+    text = read_corpus(textfile)
     if split is Split.val:
-        known_text, text = split_text(text, val_fraction)
+        training_text, text = split_text(text, val_fraction)
     charmodel = load(model, on_source=_report_source)
     losses = char_losses(charmodel, text, dynamic_lr=dynamic_lr)
     result = EvalResult.from_losses(losses)
-    shares = loss_by_word_novelty(text, losses, known_text) if breakdown else []
+    shares = loss_by_word_novelty(text, losses, training_text) if breakdown else []
     if json_:
-        _print_json({**result.to_json(), **({"breakdown": [asdict(share) for share in shares]} if breakdown else {})})
+        extra = {"dynamic_lr": dynamic_lr} if dynamic_lr is not None else {}
+        if breakdown:
+            extra["breakdown"] = [asdict(share) for share in shares]
+        _print_json({**result.to_json(), **extra})
         return
     how = "" if dynamic_lr is None else f" (dynamic evaluation, lr {dynamic_lr:g})"
     typer.echo(f"{result.chars} chars: {result.nats_per_char:.4f} nats/char, {result.bits_per_char:.4f} bits/char{how}")

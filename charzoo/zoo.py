@@ -67,11 +67,11 @@ class CharModel:
 
         return sample_text(self, **options)
 
-    def evaluate(self, text: str):
+    def evaluate(self, text: str, *, dynamic_lr: float | None = None):
         """Nats and bits per character on `text`; see `charzoo.evaluation.evaluate`."""
         from charzoo.evaluation import evaluate
 
-        return evaluate(self, text)
+        return evaluate(self, text, dynamic_lr=dynamic_lr)
 
     def save_pretrained(self, directory: str | Path, *, overwrite: bool = False) -> Path:
         return save_pretrained(self, directory, overwrite=overwrite)

@@ -158,6 +158,11 @@ def test_eval_breakdown_and_dynamic_evaluation(cli_model, names_path, monkeypatc
     code, stdout, _ = run_main(monkeypatch, capsys, "eval", out, names_path, "--split", "val", "--dynamic-lr", "0")
     assert code == 0 and "(dynamic evaluation, lr 0)" in stdout
     assert f"{report['nats_per_char']:.4f} nats/char" in stdout
+    code, stdout, _ = run_main(monkeypatch, capsys, "eval", out, names_path, "--split", "val", "--dynamic-lr", "0.5",
+                               "--breakdown", "--json")
+    adapted = json.loads(stdout)
+    assert code == 0 and adapted["dynamic_lr"] == 0.5 and len(adapted["breakdown"]) == 3
+    assert adapted["nats_per_char"] < report["nats_per_char"]
     assert_one_line_error(run_main(monkeypatch, capsys, "eval", out, names_path, "--breakdown"), 2, "--breakdown needs")
     assert_one_line_error(run_main(monkeypatch, capsys, "eval", out, names_path, "--dynamic-lr", "-1"), 2,
                           "learning rate must be >= 0")

@@ -104,7 +104,7 @@ def test_dynamic_evaluation_learns_a_repeated_text_and_leaves_the_model_alone(ti
     # The first segment is scored before any update; later ones by weights that learnt the earlier repeats.
     np.testing.assert_allclose(dynamic[:14], static[:14], rtol=1e-4)
     assert dynamic[-14:].mean() < static[-14:].mean() - 0.5
-    assert evaluate(tiny_model, text, dynamic_lr=1.0).nats_per_char == pytest.approx(dynamic.mean(), rel=1e-6)
+    assert tiny_model.evaluate(text, dynamic_lr=1.0).nats_per_char == pytest.approx(dynamic.mean(), rel=1e-6)
     assert all(np.array_equal(a, b) for a, b in zip(weights, tiny_model.model.get_weights()))
 
 

@@ -47,7 +47,8 @@ def run_child(backend: str, code: str, *args: object) -> dict:
     done = subprocess.run([sys.executable, "-c", code, str(HERE), *map(str, args)], env=env, capture_output=True,
                           text=True)
     if done.returncode:
-        raise SystemExit(f"{backend} failed: {done.stderr.strip().splitlines()[-1]}")
+        last_line = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        raise SystemExit(f"{backend} failed: {last_line}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["backend"] == backend
     return result

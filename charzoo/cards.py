@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from charzoo.evaluation import nats_to_bits
 from charzoo.models import ModelConfig
-
-LN2 = 0.6931471805599453
 
 
 def _yaml_scalar(value: Any) -> str:
@@ -44,7 +43,7 @@ def front_matter(config: ModelConfig, metadata: dict[str, Any]) -> str:
             "      split: validation",
             "    metrics:",
             "    - type: bits_per_character",
-            f"      value: {metadata['val_loss'] / LN2:.4f}",
+            f"      value: {nats_to_bits(metadata['val_loss']):.4f}",
             "    - type: nats_per_character",
             f"      value: {metadata['val_loss']:.4f}",
         ]
@@ -67,7 +66,7 @@ def model_card(config: ModelConfig, metadata: dict[str, Any]) -> str:
         ("steps trained", f"{metadata.get('steps', 0):,}"),
     ]
     if metadata.get("val_loss") is not None:
-        rows.append(("val loss", f"{metadata['val_loss']:.4f} nats/char = {metadata['val_loss'] / LN2:.4f} bits/char"))
+        rows.append(("val loss", f"{metadata['val_loss']:.4f} nats/char = {nats_to_bits(metadata['val_loss']):.4f} bits/char"))
     if metadata.get("base_model"):
         rows.append(("fine-tuned from", str(metadata["base_model"])))
     table = "\n".join(["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows])

@@ -54,6 +54,16 @@ def _command_line() -> str:
     return "charzoo " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
+
+
+def _unescape(text: str) -> str:
+    """`text` with the escapes \\n, \\t, \\r and \\\\ a shell passes literally turned into those characters."""
+    import re
+
+    return re.sub(r"\\([ntr\\])", lambda match: _ESCAPES[match.group(1)], text)
+
+
 def _print_json(data: object) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
@@ -174,7 +184,7 @@ def sample(
     from charzoo.zoo import load
 
     check_sampling_options(temperature, top_k, top_p, length, num)
-    stop = stop.encode("utf-8").decode("unicode_escape") if stop else None  # allow --stop "\n"
+    stop = _unescape(stop) if stop else None  # allow --stop "\n"
     charmodel = load(model, on_source=_report_source)
     charmodel.vocab.encode(prime)  # reject unknown characters before printing anything
     if num == 1:
@@ -208,16 +218,19 @@ def eval_(
     from dataclasses import asdict
 
     from charzoo.data import read_corpus, split_text
-    from charzoo.evaluation import EvalResult, char_losses, loss_by_word_novelty
+    from charzoo.evaluation import EvalResult, char_losses, check_dynamic_lr, loss_by_word_novelty
     from charzoo.zoo import load
 
     if breakdown and split is not Split.val:
         raise CharzooError("--breakdown needs --split val: the rest of the file is the training text", exit_code=2)
+    if dynamic_lr is not None:
+        check_dynamic_lr(dynamic_lr)
     text = read_corpus(textfile)
     if split is Split.val:
         training_text, text = split_text(text, val_fraction)
     charmodel = load(model, on_source=_report_source)
-    losses = char_losses(charmodel, text, dynamic_lr=dynamic_lr)
+    # A model with an unknown character (finetune --vocab-policy unk) scores what it cannot spell as that.
+    losses = char_losses(charmodel, text, map_unknown=charmodel.vocab.unknown is not None, dynamic_lr=dynamic_lr)
     result = EvalResult.from_losses(losses)
     shares = loss_by_word_novelty(text, losses, training_text) if breakdown else []
     if json_:
@@ -258,7 +271,9 @@ def info(model: ModelArg, json_: JsonOpt = False) -> None:
     if corpus:
         typer.echo(f"  trained on {corpus.get('name')} ({corpus.get('chars', 0):,} chars) for {meta.get('steps', 0):,} steps")
     if meta.get("val_loss") is not None:
-        typer.echo(f"  val {meta['val_loss']:.4f} nats/char, {meta['val_loss'] / 0.6931471805599453:.4f} bits/char")
+        from charzoo.evaluation import nats_to_bits
+
+        typer.echo(f"  val {meta['val_loss']:.4f} nats/char, {nats_to_bits(meta['val_loss']):.4f} bits/char")
 
 
 @app.command(rich_help_panel="Zoo")
@@ -275,7 +290,7 @@ def recipe(
     """Train a zoo model from its recipe: check the corpus, train, evaluate, write the model card."""
     from charzoo.recipes import load_recipe, run_recipe
 
-    overrides = {key: value for key, value in {"steps": steps, "batch_size": batch_size}.items() if value}
+    overrides = {key: value for key, value in {"steps": steps, "batch_size": batch_size}.items() if value is not None}
     result = run_recipe(load_recipe(recipe_file), data, out, quick=quick, resume=resume, force=force,
                         overrides=overrides or None)
     meta = result.metadata

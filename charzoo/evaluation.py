@@ -12,12 +12,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from charzoo.errors import CharzooError
-from charzoo.models import NumpyCharRNN, step_threads
+
+if TYPE_CHECKING:
+    from charzoo.zoo import CharModel
 
 CHUNK = 2048  # characters per forward call; the state carries across chunks
 SEGMENT = 128  # characters per dynamic-evaluation update, the training windows' length
@@ -26,14 +28,27 @@ SEGMENT = 128  # characters per dynamic-evaluation update, the training windows'
 DYNAMIC_LR = 0.1
 
 
+def nats_to_bits(nats: float) -> float:
+    """A loss in nats (natural log) in bits (log base 2)."""
+    return nats / math.log(2.0)
+
+
+def check_dynamic_lr(lr: float) -> None:
+    """Reject a dynamic-evaluation rate that is negative or not finite."""
+    if not (math.isfinite(lr) and lr >= 0):
+        raise CharzooError(f"dynamic evaluation learning rate must be a finite number >= 0, got {lr!r}", exit_code=2)
+
+
 @dataclasses.dataclass(frozen=True)
 class EvalResult:
+    """Cross-entropy of a model on a text: `chars` characters scored, their mean loss."""
+
     chars: int  # characters scored (all but the first)
     nats_per_char: float
 
     @property
     def bits_per_char(self) -> float:
-        return self.nats_per_char / math.log(2.0)
+        return nats_to_bits(self.nats_per_char)
 
     @classmethod
     def from_losses(cls, losses: np.ndarray) -> EvalResult:
@@ -51,7 +66,7 @@ def log_probs(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return z[np.arange(len(targets)), targets] - np.log(np.exp(z).sum(axis=-1))
 
 
-def char_losses(charmodel, text: str, *, map_unknown: bool = False, dynamic_lr: float | None = None) -> np.ndarray:
+def char_losses(charmodel: CharModel, text: str, *, map_unknown: bool = False, dynamic_lr: float | None = None) -> np.ndarray:
     """-log p of each character of `text` but the first, given all the text before it.
 
     The text runs through the model as one stream, with the recurrent state
@@ -62,6 +77,8 @@ def char_losses(charmodel, text: str, *, map_unknown: bool = False, dynamic_lr: 
         raise CharzooError("text to evaluate needs at least 2 characters", exit_code=2)
     if dynamic_lr is not None:
         return _dynamic_char_losses(charmodel, ids, lr=dynamic_lr)
+    from charzoo.models import NumpyCharRNN, step_threads
+
     net = NumpyCharRNN(charmodel.model)
     state, losses = None, []
     with step_threads():
@@ -73,12 +90,12 @@ def char_losses(charmodel, text: str, *, map_unknown: bool = False, dynamic_lr: 
     return np.concatenate(losses)
 
 
-def evaluate(charmodel, text: str, *, map_unknown: bool = False, dynamic_lr: float | None = None) -> EvalResult:
+def evaluate(charmodel: CharModel, text: str, *, map_unknown: bool = False, dynamic_lr: float | None = None) -> EvalResult:
     """Cross-entropy of `charmodel` on `text`, the first character unscored."""
     return EvalResult.from_losses(char_losses(charmodel, text, map_unknown=map_unknown, dynamic_lr=dynamic_lr))
 
 
-def _dynamic_char_losses(charmodel, ids: np.ndarray, *, lr: float) -> np.ndarray:
+def _dynamic_char_losses(charmodel: CharModel, ids: np.ndarray, *, lr: float) -> np.ndarray:
     """Dynamic evaluation: score each `SEGMENT`, then take one SGD step on its mean loss.
 
     A segment is scored before the model learns from it, so no character is
@@ -89,8 +106,7 @@ def _dynamic_char_losses(charmodel, ids: np.ndarray, *, lr: float) -> np.ndarray
     from charzoo._keras import keras
     from charzoo.models import CharRNN
 
-    if not lr >= 0:
-        raise CharzooError(f"dynamic evaluation learning rate must be >= 0, got {lr!r}", exit_code=2)
+    check_dynamic_lr(lr)
     config = charmodel.config
     net = CharRNN.from_model_config(dataclasses.replace(config, dropout=0.0))
     net.build_for_loading()
@@ -115,11 +131,16 @@ def _dynamic_char_losses(charmodel, ids: np.ndarray, *, lr: float) -> np.ndarray
         if lr > 0 and start + SEGMENT < len(ids) - 1:
             learner.train_on_batch(segment, targets)
         state = [np.asarray(s) for s in next_state]
-    return np.concatenate(losses)
+    losses = np.concatenate(losses)
+    if not np.isfinite(losses).all():
+        raise CharzooError(f"dynamic evaluation diverged at learning rate {lr:g}; try a smaller one", exit_code=2)
+    return losses
 
 
 @dataclasses.dataclass(frozen=True)
 class LossShare:
+    """One group of characters in `loss_by_word_novelty`: its share of the characters and of the loss."""
+
     label: str
     char_fraction: float  # of the scored characters
     loss_fraction: float  # of the total loss

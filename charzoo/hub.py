@@ -13,7 +13,6 @@ fetched again or skipped, never loaded.
 
 from __future__ import annotations
 
-import math
 import re
 import shutil
 import tempfile
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Callable
 
 from charzoo import registry
 from charzoo.errors import CharzooError
+from charzoo.evaluation import nats_to_bits
 
 if TYPE_CHECKING:  # pragma: no cover
     from charzoo.zoo import CharModel
@@ -362,7 +362,7 @@ def zoo_table() -> list[dict]:
             cached_snapshot(entry.repo_id, entry.revision, list(entry.files)) is not None)
         rows.append({
             "name": entry.name, **entry.to_json(),
-            "val_bpc": entry.val_loss / math.log(2) if entry.val_loss is not None else None,
+            "val_bpc": nats_to_bits(entry.val_loss) if entry.val_loss is not None else None,
             "available": entry.available, "cached": cached,
             "bundled": entry.available and registry.bundled_dir(entry.name) is not None,
         })

@@ -17,9 +17,13 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from charzoo.errors import CharzooError
+from charzoo.evaluation import SEGMENT, nats_to_bits
+
+if TYPE_CHECKING:
+    from charzoo.zoo import CharModel
 
 try:
     import tomllib
@@ -38,6 +42,8 @@ NOVELTY_SAMPLES = 1000  # names sampled to measure how many are invented
 
 @dataclass(frozen=True)
 class Recipe:
+    """A parsed, checked recipe file: see the module docstring for its tables."""
+
     name: str
     path: Path
     corpus: dict[str, str]
@@ -78,6 +84,8 @@ def load_recipe(path: str | Path) -> Recipe:
         raise CharzooError(f"{path}: unknown key {unknown[0]}; known: {', '.join(sorted(top))}", exit_code=2)
     if not isinstance(data.get("name"), str):
         raise CharzooError(f"{path}: name must be a string", exit_code=2)
+    if not isinstance(data.get("novelty", False), bool):
+        raise CharzooError(f"{path}: novelty must be true or false, got {data['novelty']!r}", exit_code=2)
     corpus = _check_table(data.get("corpus", {}), CORPUS_KEYS, "corpus", path)
     missing = sorted(set(CORPUS_KEYS) - set(corpus))
     if missing:
@@ -89,24 +97,27 @@ def load_recipe(path: str | Path) -> Recipe:
         model=_check_table(data.get("model", {}), MODEL_KEYS, "model", path),
         train=_check_table(data.get("train", {}), TRAIN_KEYS, "train", path),
         quick=_check_table(data.get("quick", {}), QUICK_KEYS, "quick", path),
-        novelty=bool(data.get("novelty", False)),
+        novelty=data.get("novelty", False),
     )
 
 
 def verify_corpus(recipe: Recipe, data: Path) -> str:
     """The sha256 of `data`, which must be the recipe's corpus."""
+    return check_corpus_file(data, sha256=recipe.corpus["sha256"], name=recipe.corpus["name"],
+                             source=recipe.corpus["source"])
+
+
+def check_corpus_file(data: str | Path, *, sha256: str, name: str, source: str | None = None) -> str:
+    """The sha256 of `data`, which must exist and be the corpus `name` with that `sha256`."""
     from charzoo.data import sha256_file
 
+    get = f"; get it from {source}" if source else ""
     if not Path(data).is_file():
-        raise CharzooError(
-            f"corpus {data} does not exist; download it from {recipe.corpus['source']} and pass --data", exit_code=2
-        )
+        raise CharzooError(f"corpus {data} does not exist{get} and pass its path", exit_code=2)
     sha = sha256_file(data)
-    if sha != recipe.corpus["sha256"]:
+    if sha != sha256:
         raise CharzooError(
-            f"{data} is not the {recipe.corpus['name']} corpus this recipe expects "
-            f"(sha256 {sha[:16]}…, expected {recipe.corpus['sha256'][:16]}…); get it from {recipe.corpus['source']}",
-            exit_code=2,
+            f"{data} is not the {name} corpus (sha256 {sha[:16]}…, expected {sha256[:16]}…){get}", exit_code=2
         )
     return sha
 
@@ -136,9 +147,9 @@ def run_recipe(
     force: bool = False,
     overrides: dict[str, Any] | None = None,
     verbose: int | str = "auto",
-):
+) -> CharModel:
     """Check the corpus, train, evaluate the val split and write the model directory with its card."""
-    from charzoo.data import read_corpus
+    from charzoo.data import read_corpus, split_text
     from charzoo.training import TrainConfig, train
 
     data, out = Path(data), Path(out)
@@ -176,7 +187,7 @@ def run_recipe(
     )
     result.metadata["corpus"]["sha256"] = sha  # the file's, also for a --quick slice
     if recipe.novelty:
-        train_text = text[: len(text) - int(round(len(text) * result.metadata["val_fraction"]))]
+        train_text = split_text(text, result.metadata["val_fraction"])[0]
         result.metadata["novelty"] = novelty(result, train_text, samples=100 if quick else NOVELTY_SAMPLES)
     from charzoo.zoo import save_pretrained
 
@@ -187,24 +198,29 @@ def run_recipe(
 def record_dynamic_eval(directory: str | Path, data: str | Path, *, lr: float | None = None) -> float:
     """Measure the model in `directory` on its corpus's val split under dynamic evaluation; store it in metadata.json.
 
-    `data` must be the corpus the model was trained on (its sha256 is checked).
-    Slow on a CPU (about 1k characters per second for a 2 x 512 LSTM under JAX),
-    so it runs when a model is published, not at the end of every training run.
+    `data` must be the whole corpus the model was trained on: its sha256 and length are
+    checked against the metadata. Slow on a CPU (about 1,800 characters a second for a
+    2 x 512 LSTM under JAX, a third of that under TensorFlow), so it runs when a model
+    is published, not at the end of every training run.
     """
-    from charzoo.data import read_corpus, sha256_file, split_text
-    from charzoo.evaluation import DYNAMIC_LR, evaluate
+    from charzoo.data import read_corpus, split_text
+    from charzoo.evaluation import DYNAMIC_LR, check_dynamic_lr, evaluate
     from charzoo.zoo import METADATA_FILE, load_dir, write_json
 
     directory, lr = Path(directory), DYNAMIC_LR if lr is None else lr
+    check_dynamic_lr(lr)
     charmodel = load_dir(directory)
     metadata = dict(charmodel.metadata)
-    expected = (metadata.get("corpus") or {}).get("sha256")
-    if not Path(data).is_file():
-        raise CharzooError(f"corpus {data} does not exist", exit_code=2)
-    if sha256_file(data) != expected:
-        raise CharzooError(f"{data} is not the corpus {directory} was trained on (sha256 differs)", exit_code=2)
-    val_text = split_text(read_corpus(data), metadata["val_fraction"])[1]
-    val_loss = evaluate(charmodel, val_text, dynamic_lr=lr).nats_per_char
+    corpus = metadata.get("corpus") or {}
+    if not corpus.get("sha256") or metadata.get("val_fraction") is None:
+        raise CharzooError(f"{directory}/metadata.json records no corpus sha256 or val_fraction to check against",
+                           exit_code=2)
+    check_corpus_file(data, sha256=corpus["sha256"], name=corpus.get("name", "training"))
+    text = read_corpus(data)
+    if len(text) != corpus.get("chars"):
+        raise CharzooError(f"{directory} was trained on {corpus.get('chars')} characters of {data}, not all "
+                           f"{len(text)} (a --quick run?); its val split is not this file's", exit_code=2)
+    val_loss = evaluate(charmodel, split_text(text, metadata["val_fraction"])[1], dynamic_lr=lr).nats_per_char
     metadata["dynamic_eval"] = {"lr": lr, "val_loss": val_loss}
     write_json(directory / METADATA_FILE, metadata)
     return val_loss
@@ -252,16 +268,16 @@ def model_card_section(name: str, metadata: dict[str, Any], config: dict[str, An
         f"{metadata['training']['seq_len']} characters, {hours:.2f} h on {metadata.get('hardware', 'unknown hardware')}:",
         f"  `{metadata.get('command', '')}`",
         f"- **Validation** (last {metadata['val_fraction']:.0%}, {metadata['val_chars']:,} characters): "
-        f"**{val:.4f} nats/char, {val / 0.6931471805599453:.4f} bits/char**"
+        f"**{val:.4f} nats/char, {nats_to_bits(val):.4f} bits/char**"
         + (f" (bar: {BARS[name]:.2f}, {'met' if val <= BARS[name] else 'not met'})" if name in BARS else "") + ":",
         f"  `charzoo eval {path} <corpus file> --split val`",
     ]
     if "dynamic_eval" in metadata:
         dynamic = metadata["dynamic_eval"]
         lines += [
-            f"- **Dynamic evaluation** (one SGD step at rate {dynamic['lr']:g} after scoring each 128 characters, "
+            f"- **Dynamic evaluation** (one SGD step at rate {dynamic['lr']:g} after scoring each {SEGMENT} characters, "
             f"Krause et al. 2018; not what the bar measures): {dynamic['val_loss']:.4f} nats/char, "
-            f"{dynamic['val_loss'] / 0.6931471805599453:.4f} bits/char:",
+            f"{nats_to_bits(dynamic['val_loss']):.4f} bits/char:",
             f"  `charzoo eval {path} <corpus file> --split val --dynamic-lr {dynamic['lr']:g}`",
         ]
     if name in ANCHORS:
@@ -303,7 +319,8 @@ def model_cards(pretrained: Path) -> str:
     header = (
         "# charzoo model cards\n\n"
         "Generated from each `pretrained/<name>/metadata.json` by `python recipes/publish.py`; the numbers are\n"
-        "those `charzoo eval` measured at the end of training, and the command beside each reproduces it.\n"
+        "those `charzoo eval` measured at the end of training (dynamic evaluation: when the model was published,\n"
+        "`python recipes/publish.py DIR --data CORPUS`), and the command beside each reproduces it.\n"
         "Validation is always the last 10% of the corpus file, scored as one stream (first character unscored).\n"
     )
     return header + "\n" + "\n\n".join(sections) + "\n"

@@ -29,6 +29,7 @@ import numpy as np
 
 from charzoo._keras import keras, quiet_fd2
 from charzoo.data import cached_ids, read_corpus, sha256_file, split_text
+from charzoo.evaluation import nats_to_bits
 from charzoo.distribute import active_strategy, is_chief, prepare_for_fit, windows_dataset
 from charzoo.errors import CharzooError
 from charzoo.models import CharRNN, ModelConfig
@@ -37,7 +38,6 @@ from charzoo.zoo import (
     CHECKPOINT_DIR, IDS_CACHE_DIR, SAMPLES_FILE, WEIGHTS_FILE, CharModel, is_model_dir, save_pretrained, write_json,
 )
 
-LN2 = math.log(2.0)
 STATE_FILE = "state.json"
 OPTIMIZER_FILE = "optimizer.npz"
 
@@ -90,7 +90,7 @@ class BitsPerChar(keras.metrics.Mean):
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         nats = keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
-        return super().update_state(nats / LN2, sample_weight=sample_weight)
+        return super().update_state(nats_to_bits(nats), sample_weight=sample_weight)
 
 
 class SampleEvolution(keras.callbacks.Callback):

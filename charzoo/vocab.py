@@ -7,10 +7,8 @@ characters are only ever appended (see `Vocab.extend`).
 
 from __future__ import annotations
 
-import json
 import unicodedata
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -153,13 +151,3 @@ class Vocab:
                 f"vocab.json has format version {data['format_version']}; upgrade charzoo to read it"
             )
         return cls(tuple(data["chars"]), data.get("unknown"))
-
-    def save(self, path: Path) -> None:
-        Path(path).write_text(json.dumps(self.to_json(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-
-    @classmethod
-    def load(cls, path: Path) -> Vocab:
-        try:
-            return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise CharzooError(f"cannot read vocabulary {path}: {e}") from e

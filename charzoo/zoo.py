@@ -25,6 +25,7 @@ from typing import Any, Callable
 import numpy as np
 
 from charzoo.errors import CharzooError
+from charzoo.evaluation import EvalResult
 from charzoo.models import CharRNN, ModelConfig
 from charzoo.vocab import Vocab
 
@@ -67,7 +68,7 @@ class CharModel:
 
         return sample_text(self, **options)
 
-    def evaluate(self, text: str, *, dynamic_lr: float | None = None):
+    def evaluate(self, text: str, *, dynamic_lr: float | None = None) -> EvalResult:
         """Nats and bits per character on `text`; see `charzoo.evaluation.evaluate`."""
         from charzoo.evaluation import evaluate
 

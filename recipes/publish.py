@@ -29,8 +29,14 @@ def main() -> None:
     name = load_dir(args.run_dir).metadata["name"]
     entry = register_bundled(name, args.run_dir)
     write_text(ROOT / "MODEL_CARDS.md", model_cards(pretrained_dir()))
-    print(f"published pretrained/{name}: val {entry.val_loss:.4f} nats/char", file=sys.stderr)
+    val = "no val loss" if entry.val_loss is None else f"val {entry.val_loss:.4f} nats/char"
+    print(f"published pretrained/{name}: {val}", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    main()
+    from charzoo.errors import CharzooError
+
+    try:
+        main()
+    except CharzooError as e:
+        sys.exit(f"publish: error: {e}")

@@ -25,6 +25,8 @@ from charzoo.zoo import (
     CHECKPOINT_DIR, CONFIG_FILE, MODEL_FILES, SAMPLES_FILE, VOCAB_FILE, WEIGHTS_FILE, load_dir, load_weights,
 )
 
+from conftest import ROOT
+
 TINY_FLAGS = ["--layers", "1", "--hidden", "32", "--embedding-dim", "8", "--seq-len", "32", "--batch-size", "16"]
 TF_NOISE = ("oneDNN", "cudart", "cuda_", "cpu_feature_guard", "cuInit", "TF-TRT", "absl::", "All log messages before")
 
@@ -165,7 +167,20 @@ def test_eval_breakdown_and_dynamic_evaluation(cli_model, names_path, monkeypatc
     assert adapted["nats_per_char"] < report["nats_per_char"]
     assert_one_line_error(run_main(monkeypatch, capsys, "eval", out, names_path, "--breakdown"), 2, "--breakdown needs")
     assert_one_line_error(run_main(monkeypatch, capsys, "eval", out, names_path, "--dynamic-lr", "-1"), 2,
-                          "learning rate must be >= 0")
+                          "learning rate must be a finite number >= 0")
+
+
+@pytest.mark.parametrize("given, meant", [("\\n", "\n"), ("\\t|", "\t|"), ("\\", "\\"), ("\\x", "\\x"),
+                                          ("é\\n", "é\n"), ("a\\\\nb", "a\\nb")])
+def test_stop_strings_take_shell_escapes_and_keep_other_text(given, meant):
+    assert cli._unescape(given) == meant
+
+
+def test_recipe_rejects_zero_steps_instead_of_ignoring_them(names_path, tmp_path, monkeypatch, capsys):
+    result = run_main(monkeypatch, capsys, "recipe", ROOT / "recipes" / "names.toml", "--data", names_path,
+                      "--out", tmp_path / "run", "--quick", "--steps", "0")
+    assert_one_line_error(result, 2, "steps must be a positive integer")
+    assert not (tmp_path / "run").exists()
 
 
 def test_info_json_has_exactly_the_contract_keys(cli_model, monkeypatch, capsys):

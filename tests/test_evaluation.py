@@ -109,6 +109,6 @@ def test_dynamic_evaluation_learns_a_repeated_text_and_leaves_the_model_alone(ti
 
 
 def test_dynamic_evaluation_rejects_a_negative_rate(tiny_model):
-    with pytest.raises(CharzooError, match="learning rate must be >= 0") as info:
+    with pytest.raises(CharzooError, match="learning rate must be a finite number >= 0") as info:
         evaluate(tiny_model, TEXT, dynamic_lr=-0.1)
     assert info.value.exit_code == 2

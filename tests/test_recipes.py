@@ -80,6 +80,7 @@ def test_recipe_refuses_a_different_corpus(tmp_path):
         ('name = "x"\n[corpus]\nname="a"\nsource="b"\nsha256="c"\nlicense="d"\nlicense_note="e"\n[train]\nsteps = "9"\n',
          "train.steps must be int"),
         ('name = "x"\n[corpus]\nname="a"\n', "corpus.license is missing"),
+        ('name = "x"\nnovelty = "false"\n', "novelty must be true or false"),
         ("name = \n", "not valid TOML"),
     ],
 )
@@ -127,7 +128,12 @@ def test_record_dynamic_eval_writes_metadata_and_checks_the_corpus(tiny_model_di
     assert f"{adapted:.4f} nats/char" in section and f"--dynamic-lr {DYNAMIC_LR:g}`" in section
     other = tmp_path / "other.txt"
     other.write_text("not the names corpus\n" * 50, encoding="utf-8")
-    with pytest.raises(CharzooError, match="is not the corpus") as info:
+    with pytest.raises(CharzooError, match="is not the names corpus") as info:
         record_dynamic_eval(directory, other)
     assert info.value.exit_code == 2
     assert load_dir(directory).metadata["dynamic_eval"]["val_loss"] == adapted  # untouched by the failed call
+    quick = {**metadata, "corpus": {**metadata["corpus"], "chars": 20_000}}  # as a --quick run records it
+    (directory / "metadata.json").write_text(json.dumps(quick))
+    with pytest.raises(CharzooError, match="a --quick run") as info:
+        record_dynamic_eval(directory, names_path)
+    assert info.value.exit_code == 2

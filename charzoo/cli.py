@@ -274,6 +274,9 @@ def info(model: ModelArg, json_: JsonOpt = False) -> None:
         from charzoo.evaluation import nats_to_bits
 
         typer.echo(f"  val {meta['val_loss']:.4f} nats/char, {nats_to_bits(meta['val_loss']):.4f} bits/char")
+        if meta.get("dynamic_eval"):
+            dynamic = meta["dynamic_eval"]
+            typer.echo(f"  val under dynamic evaluation (--dynamic-lr {dynamic['lr']:g}): {dynamic['val_loss']:.4f} nats/char")
 
 
 @app.command(rich_help_panel="Zoo")

@@ -199,9 +199,9 @@ def record_dynamic_eval(directory: str | Path, data: str | Path, *, lr: float | 
     """Measure the model in `directory` on its corpus's val split under dynamic evaluation; store it in metadata.json.
 
     `data` must be the whole corpus the model was trained on: its sha256 and length are
-    checked against the metadata. Slow on a CPU (about 1,800 characters a second for a
-    2 x 512 LSTM under JAX, a third of that under TensorFlow), so it runs when a model
-    is published, not at the end of every training run.
+    checked against the metadata. Slow on a CPU (about 1,500 characters a second for a
+    2 x 512 LSTM under JAX, 400 under TensorFlow: `bench/dynamic_eval.py`), so it runs
+    when a model is published, not at the end of every training run.
     """
     from charzoo.data import read_corpus, split_text
     from charzoo.evaluation import DYNAMIC_LR, check_dynamic_lr, evaluate

@@ -196,6 +196,13 @@ def test_info_json_has_exactly_the_contract_keys(cli_model, monkeypatch, capsys)
     assert code == 0 and "1 x 32 lstm" in stdout
 
 
+def test_info_shows_the_dynamic_evaluation_a_zoo_model_records(monkeypatch, capsys):
+    code, stdout, _ = run_main(monkeypatch, capsys, "info", "linux")
+    dynamic = json.loads((ROOT / "pretrained" / "linux" / "metadata.json").read_text())["dynamic_eval"]
+    assert code == 0
+    assert f"val under dynamic evaluation (--dynamic-lr {dynamic['lr']:g}): {dynamic['val_loss']:.4f} nats/char" in stdout
+
+
 # === Bad input: one line on stderr, the right exit code, no traceback, nothing written ===
 @pytest.fixture
 def corpora(tmp_path) -> dict[str, Path]:

@@ -87,6 +87,9 @@ _TRAINING_FLAGS: dict[str, tuple[Any, Any, str]] = {
     "errors": (str, "strict", "Decoding errors: strict, or replace to substitute U+FFFD."),
 }
 _RUN_FLAGS = ("resume", "force", "encoding", "errors")
+# The commands that read a text to score or inspect take the same decoding flags.
+EncodingOpt = Annotated[str, typer.Option(help=_TRAINING_FLAGS["encoding"][2])]
+ErrorsOpt = Annotated[str, typer.Option(help=_TRAINING_FLAGS["errors"][2])]
 
 
 def _flag_name(name: str, kind: Any) -> list[str]:
@@ -212,6 +215,8 @@ def eval_(
     breakdown: Annotated[
         bool, typer.Option(help="With --split val: the loss in words the training split has, in words it lacks, between words.")
     ] = False,
+    encoding: EncodingOpt = "utf-8",
+    errors: ErrorsOpt = "strict",
     json_: JsonOpt = False,
 ) -> None:
     """Nats and bits per character of a model on a text (one stream, state carried)."""
@@ -225,7 +230,7 @@ def eval_(
         raise CharzooError("--breakdown needs --split val: the rest of the file is the training text", exit_code=2)
     if dynamic_lr is not None:
         check_dynamic_lr(dynamic_lr)
-    text = read_corpus(textfile)
+    text = read_corpus(textfile, encoding=encoding, errors=errors)
     if split is Split.val:
         training_text, text = split_text(text, val_fraction)
     charmodel = load(model, on_source=_report_source)
@@ -460,13 +465,15 @@ def viz(
     max_chars: Annotated[int, typer.Option(help="Characters of the text to show, from the start.")] = 3000,
     layer: Annotated[Optional[int], typer.Option(help="Show only this layer (0-based); default all.")] = None,
     units: Annotated[Optional[int], typer.Option(help="Units in the shortlist; default 10.")] = None,
+    encoding: EncodingOpt = "utf-8",
+    errors: ErrorsOpt = "strict",
 ) -> None:
     """Write an HTML report: the model's guesses for each next character, its neurons, and its training."""
     from charzoo.data import read_corpus
     from charzoo.viz import write_report
     from charzoo.zoo import load
 
-    text = read_corpus(textfile)
+    text = read_corpus(textfile, encoding=encoding, errors=errors)
     write_report(load(model, on_source=_report_source), text, out, max_chars=max_chars, layer=layer, units=units)
     typer.echo(f"wrote {out}")
 
@@ -478,6 +485,8 @@ def neurons(
     feature: Annotated[Optional[Feature], typer.Option(help="Rank units for this feature only.")] = None,
     top: Annotated[int, typer.Option(help="How many units to print.")] = 10,
     max_chars: Annotated[int, typer.Option(help="Characters of the text to analyse, from the start.")] = 20000,
+    encoding: EncodingOpt = "utf-8",
+    errors: ErrorsOpt = "strict",
     json_: JsonOpt = False,
 ) -> None:
     """Rank hidden units by how well they track quotes, brackets, line position, URLs and wiki links."""
@@ -485,7 +494,7 @@ def neurons(
     from charzoo.viz import rank_neurons
     from charzoo.zoo import load
 
-    text = read_corpus(textfile)
+    text = read_corpus(textfile, encoding=encoding, errors=errors)
     scores = rank_neurons(load(model, on_source=_report_source), text, feature=feature.value if feature else None,
                           top=top, max_chars=max_chars)
     if json_:

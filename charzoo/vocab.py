@@ -106,9 +106,9 @@ class Vocab:
                 at = int(np.argmin(found))
                 char = chr(int(points[at]))
                 hint = (
-                    "this vocabulary has no unknown character"
-                    if map_unknown
-                    else "remove it, or map unknown characters"
+                    "remove it, or map unknown characters (map_unknown=True)"
+                    if self.unknown is not None
+                    else "remove it: this vocabulary has no unknown character to stand for it"
                 )
                 raise CharzooError(
                     f"character {describe_char(char)} at position {at} is not in the model's vocabulary "

@@ -183,6 +183,22 @@ def test_recipe_rejects_zero_steps_instead_of_ignoring_them(names_path, tmp_path
     assert not (tmp_path / "run").exists()
 
 
+def test_eval_viz_and_neurons_decode_a_latin1_text_when_told(cli_model, tmp_path, monkeypatch, capsys):
+    out, _ = cli_model
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("Anna\nMaria\nJosé\n".encode("latin-1") * 10)
+    for command in (["eval", out, latin1], ["neurons", out, latin1, "--top", "1"],
+                    ["viz", out, latin1, "--out", tmp_path / "report.html"]):
+        assert_one_line_error(run_main(monkeypatch, capsys, *command), 2, "pass --encoding")
+        code, stdout, err = run_main(monkeypatch, capsys, *command, "--encoding", "latin-1", "--errors", "strict")
+        # Decoded, the text gets past reading: eval refuses the "é" the names model never saw, the
+        # visualisations show it as unknown.
+        assert "pass --encoding" not in err and "Traceback" not in err
+        assert (code, err.count("'é'")) == ((2, 1) if command[0] == "eval" else (0, 0)), err
+    # Replaced, the bad byte is U+FFFD, which the model does not know: still one line, no traceback.
+    assert_one_line_error(run_main(monkeypatch, capsys, "eval", out, latin1, "--errors", "replace"), 2, "'\ufffd'")
+
+
 def test_info_json_has_exactly_the_contract_keys(cli_model, monkeypatch, capsys):
     out, _ = cli_model
     code, stdout, _ = run_main(monkeypatch, capsys, "info", out, "--json")

@@ -210,10 +210,11 @@ def eval_(
     val_fraction: Annotated[float, typer.Option(help="Validation fraction for --split val.")] = 0.1,
     dynamic_lr: Annotated[
         Optional[float],
-        typer.Option(help="Dynamic evaluation: after scoring each 128-character segment, one SGD step on it at this rate."),
+        typer.Option(help="Dynamic evaluation: after scoring each 128 characters, one SGD step on them at this rate."),
     ] = None,
     breakdown: Annotated[
-        bool, typer.Option(help="With --split val: the loss in words the training split has, in words it lacks, between words.")
+        bool,
+        typer.Option(help="With --split val: the loss in words the training split has, in words it lacks, between words."),
     ] = False,
     encoding: EncodingOpt = "utf-8",
     errors: ErrorsOpt = "strict",

@@ -66,7 +66,9 @@ def log_probs(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return z[np.arange(len(targets)), targets] - np.log(np.exp(z).sum(axis=-1))
 
 
-def char_losses(charmodel: CharModel, text: str, *, map_unknown: bool = False, dynamic_lr: float | None = None) -> np.ndarray:
+def char_losses(
+    charmodel: CharModel, text: str, *, map_unknown: bool = False, dynamic_lr: float | None = None
+) -> np.ndarray:
     """-log p of each character of `text` but the first, given all the text before it.
 
     The text runs through the model as one stream, with the recurrent state
@@ -90,7 +92,9 @@ def char_losses(charmodel: CharModel, text: str, *, map_unknown: bool = False, d
     return np.concatenate(losses)
 
 
-def evaluate(charmodel: CharModel, text: str, *, map_unknown: bool = False, dynamic_lr: float | None = None) -> EvalResult:
+def evaluate(
+    charmodel: CharModel, text: str, *, map_unknown: bool = False, dynamic_lr: float | None = None
+) -> EvalResult:
     """Cross-entropy of `charmodel` on `text`, the first character unscored."""
     return EvalResult.from_losses(char_losses(charmodel, text, map_unknown=map_unknown, dynamic_lr=dynamic_lr))
 
@@ -114,13 +118,16 @@ def _dynamic_char_losses(charmodel: CharModel, ids: np.ndarray, *, lr: float) ->
     # The state goes in and out as tensors, so one graph serves every backend and segment.
     id_input = keras.Input(batch_shape=(1, None), dtype="int32")
     state_inputs = [
-        [keras.Input(batch_shape=(1, config.hidden)) for _ in range(config.states_per_layer)] for _ in range(config.layers)
+        [keras.Input(batch_shape=(1, config.hidden)) for _ in range(config.states_per_layer)]
+        for _ in range(config.layers)
     ]
     logits, states = net(id_input, initial_state=state_inputs, return_state=True)
     inputs = [id_input, *(s for layer in state_inputs for s in layer)]
     reader = keras.Model(inputs, [logits, *(s for layer in states for s in layer)])
     learner = keras.Model(inputs, logits)
-    learner.compile(optimizer=keras.optimizers.SGD(lr), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    learner.compile(
+        optimizer=keras.optimizers.SGD(lr), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     state = [np.zeros((1, config.hidden), np.float32) for _ in inputs[1:]]
     losses = []
     for start in range(0, len(ids) - 1, SEGMENT):
@@ -158,7 +165,9 @@ def loss_by_word_novelty(text: str, losses: np.ndarray, known_text: str) -> list
     with fixed weights cannot know an unseen identifier; this shows what they cost.
     """
     if len(losses) != len(text) - 1:
-        raise ValueError(f"{len(losses)} losses for a text of {len(text)} characters; expected one per character but the first")
+        raise ValueError(
+            f"{len(losses)} losses for a text of {len(text)} characters; expected one per character but the first"
+        )
     known = set(WORD.findall(known_text))
     group = np.full(len(text), 2, dtype=np.int8)  # 0: known word, 1: unseen word, 2: between words
     for match in WORD.finditer(text):

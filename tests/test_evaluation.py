@@ -112,3 +112,19 @@ def test_dynamic_evaluation_rejects_a_negative_rate(tiny_model):
     with pytest.raises(CharzooError, match="learning rate must be a finite number >= 0") as info:
         evaluate(tiny_model, TEXT, dynamic_lr=-0.1)
     assert info.value.exit_code == 2
+
+
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+def test_dynamic_evaluation_carries_every_cells_state(cell, monkeypatch):
+    from charzoo.models import CharRNN
+    from charzoo.vocab import Vocab
+    from charzoo.zoo import CharModel
+
+    keras.utils.set_random_seed(1)
+    vocab = Vocab.from_text(TEXT)
+    model = CharRNN(vocab_size=len(vocab), cell=cell, layers=2, hidden=8, embedding_dim=4)
+    model.build_for_loading()
+    charmodel = CharModel(model, vocab)
+    monkeypatch.setattr(evaluation, "SEGMENT", 9)
+    np.testing.assert_allclose(evaluation.char_losses(charmodel, TEXT, dynamic_lr=0.0),
+                               evaluation.char_losses(charmodel, TEXT), rtol=1e-4)

@@ -113,7 +113,7 @@ def check_corpus_file(data: str | Path, *, sha256: str, name: str, source: str |
 
     get = f"; get it from {source}" if source else ""
     if not Path(data).is_file():
-        raise CharzooError(f"corpus {data} does not exist{get} and pass its path", exit_code=2)
+        raise CharzooError(f"corpus {data} does not exist{get + ' and pass its path' if source else ''}", exit_code=2)
     sha = sha256_file(data)
     if sha != sha256:
         raise CharzooError(

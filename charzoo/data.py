@@ -1,4 +1,8 @@
-"""Corpora: read and check a text file, split it, and stream random training windows.
+"""Corpora: read and check a text file, split it, and stream training windows.
+
+Windows are drawn at random (`window_batch`), or, for training that carries the
+recurrent state across batches, read in order from contiguous streams
+(`stream_batch`, as char-rnn's loader does).
 
 Training reads ids from a memory-mapped cache file (`cached_ids`) written once
 per corpus and vocabulary, so a large corpus costs its compact ids on disk,
@@ -124,6 +128,36 @@ def window_batch(ids: np.ndarray, *, seq_len: int, batch_size: int, seed: int, s
     return ids[starts[:, None] + np.arange(seq_len + 1)].astype(np.int32)
 
 
+def stream_batch(ids: np.ndarray, *, seq_len: int, batch_size: int, seed: int, step: int) -> np.ndarray:
+    """The int32 windows (batch_size, seq_len + 1) of step `step` for state-carrying training.
+
+    `ids` is cut into `batch_size` contiguous streams, and row b of consecutive
+    steps reads consecutive windows of stream b, so the state one batch ends in
+    is the right one to start the next from. Each pass over the streams begins
+    at a random offset below `seq_len` (a function of `(seed, pass)`), so the
+    window boundaries move from pass to pass; like `window_batch`, a batch is a
+    stateless function of `(seed, step)`.
+    """
+    span, per_pass = stream_layout(len(ids), seq_len, batch_size)
+    epoch, index = divmod(step, per_pass)
+    offset = int(np.random.default_rng([seed, epoch]).integers(0, seq_len))
+    starts = np.arange(batch_size) * span + offset + index * seq_len
+    return ids[starts[:, None] + np.arange(seq_len + 1)].astype(np.int32)
+
+
+def stream_layout(chars: int, seq_len: int, batch_size: int) -> tuple[int, int]:
+    """(characters per stream, batches per pass) of `stream_batch`; an error when a stream is too short."""
+    span = (chars - 1) // batch_size
+    if span < 2 * seq_len:
+        raise CharzooError(
+            f"carrying the state needs streams of at least 2 x seq_len = {2 * seq_len} characters, and "
+            f"{chars} characters make {batch_size} streams of {span}; use a longer text, a smaller "
+            f"--batch-size or --seq-len, or train without --carry-state",
+            exit_code=2,
+        )
+    return span, span // seq_len - 1  # one window kept free for the offset
+
+
 def _check_window(ids: np.ndarray, seq_len: int) -> None:
     if len(ids) < seq_len + 1:
         raise CharzooError(
@@ -141,12 +175,14 @@ def make_dataset(
     seed: int,
     start_step: int = 0,
     steps: int | None = None,
+    contiguous: bool = False,
     input_context=None,
 ):
     """A `tf.data.Dataset` of `(inputs, targets)` int32 batches of shape (batch_size, seq_len).
 
-    Batches are `window_batch(ids, step=start_step), window_batch(ids, step=start_step + 1), ...`,
-    read from `ids` (an array or a `np.memmap`) batch by batch; nothing else is copied.
+    Batches are `window_batch(ids, step=start_step), window_batch(ids, step=start_step + 1), ...`
+    (`stream_batch` when `contiguous`), read from `ids` (an array or a `np.memmap`)
+    batch by batch; nothing else is copied.
 
     With a `tf.distribute.InputContext` (from `distribute_datasets_from_function`),
     `batch_size` is the global batch and the dataset yields, one after another,
@@ -155,7 +191,7 @@ def make_dataset(
     """
     import tensorflow as tf
 
-    _check_window(ids, seq_len)
+    read_batch = _batch_reader(ids, seq_len, batch_size, contiguous)
     replicas, first = 1, 0  # per-replica slices this pipeline yields per step, and the index of its first
     if input_context is not None:
         replicas = input_context.num_replicas_in_sync // input_context.num_input_pipelines
@@ -169,7 +205,7 @@ def make_dataset(
     per_replica = batch_size // (input_context.num_replicas_in_sync if input_context else 1)
 
     def read_windows(step: np.ndarray) -> np.ndarray:
-        batch = window_batch(ids, seq_len=seq_len, batch_size=batch_size, seed=seed, step=int(step))
+        batch = read_batch(ids, seq_len=seq_len, batch_size=batch_size, seed=seed, step=int(step))
         return batch[first * per_replica : (first + replicas) * per_replica]
 
     def windows(step):
@@ -182,11 +218,23 @@ def make_dataset(
     return batches.unbatch().prefetch(tf.data.AUTOTUNE)
 
 
-def window_batches(ids: np.ndarray, *, seq_len: int, batch_size: int, seed: int, start_step: int = 0, steps: int):
+def _batch_reader(ids: np.ndarray, seq_len: int, batch_size: int, contiguous: bool):
+    """`stream_batch` or `window_batch`, after checking that `ids` holds a batch of it."""
+    if contiguous:
+        stream_layout(len(ids), seq_len, batch_size)
+        return stream_batch
+    _check_window(ids, seq_len)
+    return window_batch
+
+
+def window_batches(
+    ids: np.ndarray, *, seq_len: int, batch_size: int, seed: int, start_step: int = 0, steps: int,
+    contiguous: bool = False,
+):
     """`make_dataset`'s batches as a `keras.utils.PyDataset`, for backends without tf.data (JAX, PyTorch)."""
     from charzoo._keras import keras
 
-    _check_window(ids, seq_len)
+    read_batch = _batch_reader(ids, seq_len, batch_size, contiguous)
 
     class WindowBatches(keras.utils.PyDataset):
         def __len__(self) -> int:
@@ -195,7 +243,7 @@ def window_batches(ids: np.ndarray, *, seq_len: int, batch_size: int, seed: int,
         def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
             if not 0 <= index < steps:
                 raise IndexError(index)
-            batch = window_batch(ids, seq_len=seq_len, batch_size=batch_size, seed=seed, step=start_step + index)
+            batch = read_batch(ids, seq_len=seq_len, batch_size=batch_size, seed=seed, step=start_step + index)
             return batch[:, :-1], batch[:, 1:]
 
     return WindowBatches()

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from charzoo._keras import keras, quiet_fd2
-from charzoo.data import cached_ids, read_corpus, sha256_file, split_text
+from charzoo.data import cached_ids, read_corpus, sha256_file, split_text, stream_layout
 from charzoo.evaluation import nats_to_bits
 from charzoo.distribute import active_strategy, is_chief, prepare_for_fit, windows_dataset
 from charzoo.errors import CharzooError
@@ -59,12 +59,16 @@ class TrainConfig:
     patience: int | None = None  # stop after this many rounds without a better val loss
     freeze_embedding: bool = False  # fine-tuning: keep the character embedding as it is
     freeze_layers: int = 0  # fine-tuning: keep the first N recurrent layers as they are
+    carry_state: bool = False  # char-rnn's truncated BPTT: each batch starts from the state the last one ended in
 
     def __post_init__(self) -> None:
         for name in ("seq_len", "batch_size", "sample_every", "checkpoint_every", "steps", "patience"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise CharzooError(f"{name} must be a positive integer, got {value!r}", exit_code=2)
+        for name in ("freeze_embedding", "carry_state"):
+            if not isinstance(getattr(self, name), bool):
+                raise CharzooError(f"{name} must be true or false, got {getattr(self, name)!r}", exit_code=2)
         if isinstance(self.freeze_layers, bool) or not isinstance(self.freeze_layers, int) or self.freeze_layers < 0:
             raise CharzooError(f"freeze_layers must be a non-negative integer, got {self.freeze_layers!r}", exit_code=2)
         if self.epochs is not None and not self.epochs > 0:
@@ -104,9 +108,9 @@ class SampleEvolution(keras.callbacks.Callback):
         seed: sampling seed, fixed so samples differ only by the weights.
     """
 
-    def __init__(self, vocab: Vocab, path: Path, every: int, length: int = 200, seed: int = 0):
+    def __init__(self, charmodel: CharModel, path: Path, every: int, length: int = 200, seed: int = 0):
         super().__init__()
-        self.vocab, self.path, self.every, self.length, self.seed = vocab, Path(path), every, length, seed
+        self.charmodel, self.path, self.every, self.length, self.seed = charmodel, Path(path), every, length, seed
 
     def on_train_batch_end(self, batch, logs=None):
         logs = logs or {}
@@ -115,12 +119,50 @@ class SampleEvolution(keras.callbacks.Callback):
             return
         from charzoo.sampling import sample_text
 
-        charmodel = CharModel(self.model, self.vocab)
-        text = sample_text(charmodel, length=self.length, temperature=0.8, seed=self.seed)[0]
+        text = sample_text(self.charmodel, length=self.length, temperature=0.8, seed=self.seed)[0]
         loss = float(logs["loss"]) if "loss" in logs else None
         print(f"\n--- sample at step {step} (loss {loss:.3f}) ---\n{text}\n---", flush=True)
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps({"step": step, "loss": loss, "sample": text}, ensure_ascii=False) + "\n")
+
+
+class CarriedState(keras.Model):
+    """Trains `model` with its recurrent state carried from batch to batch (truncated BPTT).
+
+    Row b of each batch must continue row b of the previous one (`stream_batch`).
+    Gradients flow back `seq_len` steps, but the state, and with it what the model
+    can remember, runs through the whole stream, as in char-rnn, and as
+    `charzoo eval` then scores. The state lives in non-trainable variables updated
+    by the training step, so the same code runs on every backend; evaluation
+    (`training=False`) starts from a zero state and leaves it alone.
+
+    Args:
+        model: the char-RNN to train; it holds every trainable weight.
+        batch_size: rows per batch, fixed for the run.
+    """
+
+    def __init__(self, model: CharRNN, batch_size: int, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.charrnn = model
+        config = model.config
+        self.state_variables = [
+            [self.add_weight(shape=(batch_size, config.hidden), initializer="zeros", trainable=False,
+                             name=f"state_{layer}_{index}") for index in range(config.states_per_layer)]
+            for layer in range(config.layers)
+        ]
+
+    def call(self, ids, training=False):
+        if not training:
+            return self.charrnn(ids)
+        start = [[keras.ops.convert_to_tensor(v) for v in layer] for layer in self.state_variables]
+        logits, end = self.charrnn(ids, initial_state=start, training=True, return_state=True)
+        for variables, values in zip(self.state_variables, end):
+            for variable, value in zip(variables, values):
+                variable.assign(keras.ops.stop_gradient(value))
+        return logits
+
+    def build_for_loading(self) -> None:
+        self.charrnn.build_for_loading()
 
 
 class _OneRound(keras.callbacks.Callback):
@@ -155,7 +197,7 @@ def freeze(model: CharRNN, config: TrainConfig) -> None:
         layer.trainable = index >= config.freeze_layers
 
 
-def compile_model(model: CharRNN, config: TrainConfig, total_steps: int) -> None:
+def compile_model(model: CharRNN | CarriedState, config: TrainConfig, total_steps: int) -> None:
     model.compile(
         optimizer=_optimizer(config, total_steps),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -165,7 +207,7 @@ def compile_model(model: CharRNN, config: TrainConfig, total_steps: int) -> None
 
 
 # === Checkpoints ===
-def save_checkpoint(model: CharRNN, out: Path, state: dict[str, Any]) -> None:
+def save_checkpoint(model: CharRNN | CarriedState, out: Path, state: dict[str, Any]) -> None:
     """Write weights, optimizer state and run state to `out/checkpoint` atomically."""
     tmp = Path(tempfile.mkdtemp(dir=out, prefix=".checkpoint.tmp-"))
     try:
@@ -199,7 +241,7 @@ def read_checkpoint_state(out: Path) -> dict[str, Any]:
         raise CharzooError(f"checkpoint state {path} is unreadable: {e}") from e
 
 
-def restore_checkpoint(model: CharRNN, out: Path) -> None:
+def restore_checkpoint(model: CharRNN | CarriedState, out: Path) -> None:
     """Load weights and optimizer state written by `save_checkpoint` into a compiled model."""
     from charzoo.zoo import load_weights
 
@@ -246,6 +288,8 @@ def check_windows(train_chars: int, val_chars: int, config: TrainConfig) -> int:
             f"use a smaller --seq-len or a larger --val-fraction",
             exit_code=2,
         )
+    if config.carry_state:
+        stream_layout(train_chars, config.seq_len, config.batch_size)
     return val_chars // window
 
 
@@ -346,12 +390,18 @@ def train(
         model = CharRNN.from_model_config(config)
         model.build_for_loading()
     freeze(model, train_config)  # before compiling: the optimizer holds state for trainable weights only
-    compile_model(model, train_config, total)
-    prepare_for_fit(model)
+    trainer = model
+    if train_config.carry_state:
+        if strategy is not None:
+            raise CharzooError("--carry-state does not run under a distribution strategy; train without one",
+                               exit_code=2)
+        trainer = CarriedState(model, train_config.batch_size)  # its checkpoints hold the carried state too
+    compile_model(trainer, train_config, total)
+    prepare_for_fit(trainer)
     step = 0
     history: list[dict[str, Any]] = state.get("history", [])
     if resume:
-        restore_checkpoint(model, checkpoint_source)
+        restore_checkpoint(trainer, checkpoint_source)
         step = int(state["step"])
 
     val_steps = min(16, max(1, val_windows // train_config.batch_size)) if val_windows else 0
@@ -360,7 +410,8 @@ def train(
                         seed=train_config.seed + 1, steps=val_steps)
         if val_steps else None
     )
-    callbacks = [SampleEvolution(vocab, out / SAMPLES_FILE, train_config.sample_every, seed=train_config.seed)]
+    callbacks = [SampleEvolution(CharModel(model, vocab), out / SAMPLES_FILE, train_config.sample_every,
+                                 seed=train_config.seed)]
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
     run_state = {
@@ -376,16 +427,16 @@ def train(
         while step < total:
             n = min(train_config.checkpoint_every, total - step)
             round_index = step // train_config.checkpoint_every
-            logs = model.fit(
+            logs = trainer.fit(
                 windows_dataset(train_ids, seq_len=train_config.seq_len, batch_size=train_config.batch_size,
-                                seed=train_config.seed, start_step=step, steps=n),
+                                seed=train_config.seed, start_step=step, steps=n, contiguous=train_config.carry_state),
                 epochs=rounds, initial_epoch=round_index, steps_per_epoch=n,  # progress shows "Epoch k/rounds"
                 validation_data=val_data, callbacks=[*callbacks, _OneRound()], verbose=verbose, shuffle=False,
             ).history
             step += n
             history.append({"step": step, **{k: float(v[-1]) for k, v in logs.items()}})
             seconds = elapsed_before + time.time() - started
-            save_checkpoint(model, out, {**run_state, "step": step, "history": history, "train_seconds": seconds})
+            save_checkpoint(trainer, out, {**run_state, "step": step, "history": history, "train_seconds": seconds})
             if _patience_exhausted(history, train_config.patience):
                 print(f"early stop at step {step}: val loss has not improved for {train_config.patience} rounds")
                 break

@@ -7,7 +7,10 @@ A run writes into its output directory:
     config.json ...  the model directory itself, when training ends
 
 Training proceeds in rounds of `checkpoint_every` steps (one Keras "epoch"
-each), and each round ends with validation and an atomic checkpoint.
+each), and each round ends with validation and an atomic checkpoint. Each batch
+is random windows that start from a zero state, or, with `carry_state`, the
+next window of each of `batch_size` streams, started from the state the last
+batch ended in (`CarriedState`).
 """
 
 from __future__ import annotations
@@ -162,7 +165,8 @@ class CarriedState(keras.Model):
         return logits
 
     def build_for_loading(self) -> None:
-        self.charrnn.build_for_loading()
+        """Build the wrapper too, so a checkpoint's `.weights.h5` can load into it."""
+        self(np.zeros((1, 1), dtype="int32"))
 
 
 class _OneRound(keras.callbacks.Callback):
@@ -336,6 +340,7 @@ def train(
     if scratch is not None:
         out = Path(scratch.name)  # a worker trains in step with the chief but keeps nothing
     train_config = train_config or TrainConfig()
+    _check_carry_state(train_config, strategy)
     text, sha256, corpus_name = _text_and_sha(Path(corpus) if isinstance(corpus, os.PathLike) else corpus, encoding, errors)
     if not resume:  # check what can be checked before touching --out, so bad input leaves nothing behind
         val_chars = int(round(len(text) * train_config.val_fraction))  # as split_text cuts, without copying
@@ -392,9 +397,7 @@ def train(
     freeze(model, train_config)  # before compiling: the optimizer holds state for trainable weights only
     trainer = model
     if train_config.carry_state:
-        if strategy is not None:
-            raise CharzooError("--carry-state does not run under a distribution strategy; train without one",
-                               exit_code=2)
+        _check_carry_state(train_config, strategy)  # again: a resumed run has its checkpoint's config
         trainer = CarriedState(model, train_config.batch_size)  # its checkpoints hold the carried state too
     compile_model(trainer, train_config, total)
     prepare_for_fit(trainer)
@@ -473,6 +476,12 @@ def train(
     if scratch is not None:
         scratch.cleanup()
     return result
+
+
+def _check_carry_state(config: TrainConfig, strategy) -> None:
+    if config.carry_state and strategy is not None:
+        raise CharzooError("--carry-state does not run under a distribution strategy; train without --strategy",
+                           exit_code=2)
 
 
 def _patience_exhausted(history: list[dict[str, Any]], patience: int | None) -> bool:

@@ -73,3 +73,13 @@ def test_training_under_jax_is_as_quiet_as_under_tensorflow(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     assert "oneDNN" not in run.stderr and "cudart" not in run.stderr and "absl" not in run.stderr
     assert "saved" in run.stdout
+
+
+def test_carried_state_under_jax_is_the_state_of_reading_each_stream_straight_through():
+    # JAX runs the training step as a pure function: the carried state must come back out of it
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    script = ("import sys; sys.modules['tensorflow'] = None\n"
+              "from test_training import carried_state_error; print(carried_state_error())\n")
+    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert float(run.stdout.strip().splitlines()[-1]) < 1e-5

@@ -240,6 +240,7 @@ def corpora(tmp_path) -> dict[str, Path]:
         ("names", ["--steps", "0"], "steps must be a positive integer, got 0"),
         ("names", ["--hidden", "-5"], "hidden must be a positive integer, got -5"),
         ("names", ["--batch-size", "-1"], "batch_size must be a positive integer, got -1"),
+        ("names", ["--carry-state", "--batch-size", "4096"], "carrying the state needs streams of at least"),
     ],
 )
 def test_bad_training_input(corpus, flags, fragment, corpora, names_path, tmp_path, monkeypatch, capsys):

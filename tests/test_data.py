@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from charzoo.data import compact_ids, make_dataset, read_corpus, split_text, window_batches
+from charzoo.data import compact_ids, make_dataset, read_corpus, split_text, stream_layout, window_batches
 from charzoo.errors import CharzooError
 
 
@@ -156,3 +156,34 @@ def test_text_dataset_windows_are_slices_of_the_string():
     for row_in, row_out in zip(inputs.numpy(), targets.numpy()):
         window = vocab.decode(row_in) + vocab.decode(row_out)[-1]
         assert window in text and vocab.decode(row_out) == window[1:]
+
+
+def test_contiguous_batches_continue_each_row_where_the_last_batch_ended():
+    n, seq_len, batch_size = 1000, 10, 4
+    span, per_pass = stream_layout(n, seq_len, batch_size)
+    assert (span, per_pass) == (249, 23)
+    batches = [x.numpy() for x, _ in make_dataset(positions(n), seq_len=seq_len, batch_size=batch_size, seed=2,
+                                                   steps=3 * per_pass, contiguous=True)]
+    for step, inputs in enumerate(batches):
+        np.testing.assert_array_equal(inputs, inputs[:, :1] + np.arange(seq_len))  # windows are slices
+        stream = inputs[:, 0] // span
+        np.testing.assert_array_equal(stream, np.arange(batch_size))  # row b stays in stream b
+        assert np.all(inputs[:, -1] + 1 <= (stream + 1) * span)  # the last target too, at most the next stream's first
+        if (step + 1) % per_pass:
+            np.testing.assert_array_equal(batches[step + 1][:, 0], inputs[:, 0] + seq_len)  # and goes on from here
+    offsets = [int(batches[k * per_pass][0, 0]) for k in range(3)]  # each pass starts at its own offset
+    assert all(0 <= o < seq_len for o in offsets) and len(set(offsets)) > 1
+
+
+def test_contiguous_batches_are_the_same_on_every_input_pipeline():
+    ids = positions(5000)
+    expected = [x.numpy() for x, _ in make_dataset(ids, seq_len=8, batch_size=6, seed=3, steps=9, contiguous=True)]
+    resumed = window_batches(ids, seq_len=8, batch_size=6, seed=3, start_step=4, steps=5, contiguous=True)
+    for index in range(5):
+        np.testing.assert_array_equal(resumed[index][0], expected[4 + index])
+
+
+def test_contiguous_batches_need_streams_of_two_windows():
+    with pytest.raises(CharzooError, match="streams of at least 2 x seq_len = 20 characters") as info:
+        make_dataset(positions(200), seq_len=10, batch_size=16, seed=0, contiguous=True)
+    assert info.value.exit_code == 2 and "--carry-state" in str(info.value)

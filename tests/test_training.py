@@ -1,9 +1,10 @@
-"""Training: it learns, checkpoints, resumes exactly, logs samples, and refuses to clobber a model."""
+"""Training: it learns, checkpoints, resumes exactly, logs samples, carries state, and refuses to clobber a model."""
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from charzoo.data import read_corpus, sha256_file, split_text
 from charzoo.errors import CharzooError
 from charzoo.models import CharRNN, ModelConfig
-from charzoo.training import TrainConfig, train
+from charzoo.training import CarriedState, TrainConfig, train
 from charzoo.zoo import CHECKPOINT_DIR, MODEL_FILES, SAMPLES_FILE, WEIGHTS_FILE, load_dir, load_weights
 from conftest import TINY, interrupt_after_first_checkpoint
 
@@ -160,3 +161,75 @@ def test_corpus_shorter_than_one_window(tmp_path):
     with pytest.raises(CharzooError, match="shorter than one window") as info:
         train("tiny text\n", tmp_path / "out", model_config=TINY, train_config=TrainConfig(seq_len=32, steps=1))
     assert info.value.exit_code == 2
+
+
+def carried_state_error(steps: int = 5) -> float:
+    """Largest gap between the state `CarriedState` carries after `steps` training steps and the state of
+    reading each of its streams straight through, from a zero state; learning rate 0 keeps the weights fixed."""
+    from charzoo._keras import keras
+    from charzoo.data import stream_batch, window_batches
+
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 7, size=2000).astype(np.int32)
+    seq_len, batch_size = 10, 3
+    model = CharRNN(vocab_size=7, **TINY)
+    model.build_for_loading()
+    trainer = CarriedState(model, batch_size)
+    trainer.compile(optimizer=keras.optimizers.SGD(0.0),
+                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    batches = window_batches(ids, seq_len=seq_len, batch_size=batch_size, seed=1, steps=steps, contiguous=True)
+    trainer.fit(batches, epochs=1, verbose=0, shuffle=False)
+    trainer.evaluate(batches, verbose=0)  # scoring starts from a zero state and leaves the carried one alone
+    carried = [keras.ops.convert_to_numpy(v) for layer in trainer.state_variables for v in layer]
+
+    positions = np.arange(len(ids))
+    starts = stream_batch(positions, seq_len=seq_len, batch_size=batch_size, seed=1, step=0)[:, 0]  # where rows begin
+    streams = np.stack([ids[start:start + steps * seq_len] for start in starts])
+    _, state = model(streams, return_state=True)
+    straight = [keras.ops.convert_to_numpy(v) for layer in state for v in layer]
+    assert all(np.abs(c).max() > 0 for c in carried)
+    return max(float(np.abs(c - s).max()) for c, s in zip(carried, straight, strict=True))
+
+
+def test_carried_state_is_the_state_of_reading_each_stream_straight_through():
+    assert carried_state_error() < 1e-5
+
+
+@pytest.fixture(scope="module")
+def carried_uninterrupted(tmp_path_factory, names_path):
+    out = tmp_path_factory.mktemp("carried") / "run"
+    return train(names_path, out, model_config=TINY, train_config=replace(RESUME_CONFIG, carry_state=True), verbose=0)
+
+
+def test_carried_state_run_resumes_exactly(carried_uninterrupted, names_path, tmp_path):
+    out = tmp_path / "run"
+    config = replace(RESUME_CONFIG, carry_state=True)
+    with interrupt_after_first_checkpoint():
+        with pytest.raises(CharzooError):
+            train(names_path, out, model_config=TINY, train_config=config, verbose=0)
+    resumed = train(names_path, out, resume=True, verbose=0)  # the checkpoint holds the carried state too
+    assert resumed.metadata["training"]["carry_state"] is True
+    for a, b in zip(resumed.model.get_weights(), carried_uninterrupted.model.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_carried_state_trains_a_plain_model_directory(carried_uninterrupted, uninterrupted):
+    _, windows = uninterrupted
+    assert carried_uninterrupted.config == windows.config
+    assert len(carried_uninterrupted.model.weights) == len(windows.model.weights)
+    assert math.isfinite(carried_uninterrupted.metadata["val_loss"])
+    differs = [not np.allclose(a, b) for a, b in zip(carried_uninterrupted.model.get_weights(), windows.model.get_weights())]
+    assert any(differs)  # it saw other batches
+
+
+def test_carried_state_needs_long_enough_streams_and_no_strategy(tmp_path):
+    import tensorflow as tf
+
+    config = TrainConfig(seq_len=32, batch_size=64, steps=1, carry_state=True)
+    with pytest.raises(CharzooError, match="streams of at least 2 x seq_len = 64") as info:
+        train("abcdefgh" * 500, tmp_path / "short", model_config=TINY, train_config=config)
+    assert info.value.exit_code == 2 and not (tmp_path / "short").exists()
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+        with pytest.raises(CharzooError, match="does not run under a distribution strategy"):
+            train("abcdefgh" * 5000, tmp_path / "mirrored", model_config=TINY, train_config=config)
+    assert not (tmp_path / "mirrored").exists()

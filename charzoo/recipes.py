@@ -220,7 +220,9 @@ def record_dynamic_eval(directory: str | Path, data: str | Path, *, lr: float | 
     if len(text) != corpus.get("chars"):
         raise CharzooError(f"{directory} was trained on {corpus.get('chars')} characters of {data}, not all "
                            f"{len(text)} (a --quick run?); its val split is not this file's", exit_code=2)
-    val_loss = evaluate(charmodel, split_text(text, metadata["val_fraction"])[1], dynamic_lr=lr).nats_per_char
+    val_text = split_text(text, metadata["val_fraction"])[1]
+    # as training's val loss and `charzoo eval` score it: a vocabulary's unknown character stands for what it lacks
+    val_loss = evaluate(charmodel, val_text, map_unknown=True, dynamic_lr=lr).nats_per_char
     metadata["dynamic_eval"] = {"lr": lr, "val_loss": val_loss}
     write_json(directory / METADATA_FILE, metadata)
     return val_loss

@@ -137,3 +137,16 @@ def test_record_dynamic_eval_writes_metadata_and_checks_the_corpus(tiny_model_di
     with pytest.raises(CharzooError, match="a --quick run") as info:
         record_dynamic_eval(directory, names_path)
     assert info.value.exit_code == 2
+
+
+def test_record_dynamic_eval_scores_unknown_characters_as_training_did(tiny_model_dir, names_path, tmp_path):
+    # a model fine-tuned with --vocab-policy unk meets characters outside its vocabulary in its own val split
+    from charzoo.finetuning import finetune
+    from charzoo.recipes import record_dynamic_eval
+
+    corpus = tmp_path / "accented.txt"
+    corpus.write_text(names_path.read_text(encoding="utf-8")[:6000] + "Zoë\nJosé\nÅsa\n" * 40, encoding="utf-8")
+    result = finetune(tiny_model_dir, corpus, out=tmp_path / "unk", vocab_policy="unk", seq_len=32, batch_size=16,
+                      steps=4, checkpoint_every=4, sample_every=4, verbose=0)
+    assert result.vocab.unknown is not None and "ë" not in result.vocab.chars
+    assert record_dynamic_eval(tmp_path / "unk", corpus, lr=0.0) == pytest.approx(result.metadata["val_loss"], rel=1e-4)

@@ -132,11 +132,12 @@ def stream_batch(ids: np.ndarray, *, seq_len: int, batch_size: int, seed: int, s
     """The int32 windows (batch_size, seq_len + 1) of step `step` for state-carrying training.
 
     `ids` is cut into `batch_size` contiguous streams, and row b of consecutive
-    steps reads consecutive windows of stream b, so the state one batch ends in
-    is the right one to start the next from. Each pass over the streams begins
+    steps reads consecutive windows of stream b, so within a pass the state one
+    batch ends in is the right one to start the next from. A pass is
+    `stream_layout(...)[1]` steps; each begins again at the start of the streams,
     at a random offset below `seq_len` (a function of `(seed, pass)`), so the
-    window boundaries move from pass to pass; like `window_batch`, a batch is a
-    stateless function of `(seed, step)`.
+    window boundaries move from pass to pass, and its first batch starts from a
+    zero state. Like `window_batch`, a batch is a stateless function of `(seed, step)`.
     """
     span, per_pass = stream_layout(len(ids), seq_len, batch_size)
     epoch, index = divmod(step, per_pass)
@@ -147,7 +148,7 @@ def stream_batch(ids: np.ndarray, *, seq_len: int, batch_size: int, seed: int, s
 
 def stream_layout(chars: int, seq_len: int, batch_size: int) -> tuple[int, int]:
     """(characters per stream, batches per pass) of `stream_batch`; an error when a stream is too short."""
-    span = (chars - 1) // batch_size
+    span = chars // batch_size  # a row's last target is at most the last character of its stream
     if span < 2 * seq_len:
         raise CharzooError(
             f"carrying the state needs streams of at least 2 x seq_len = {2 * seq_len} characters, and "

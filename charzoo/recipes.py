@@ -34,6 +34,7 @@ MODEL_KEYS = {"cell": str, "layers": int, "hidden": int, "embedding_dim": int, "
 TRAIN_KEYS = {
     "seq_len": int, "batch_size": int, "steps": int, "epochs": float, "lr": float, "val_fraction": float,
     "sample_every": int, "checkpoint_every": int, "seed": int, "clipnorm": float, "patience": int,
+    "carry_state": bool,
 }
 CORPUS_KEYS = {"name": str, "source": str, "sha256": str, "license": str, "license_note": str}
 QUICK_KEYS = {**MODEL_KEYS, **TRAIN_KEYS, "chars": int}

@@ -86,6 +86,8 @@ class TrainConfig:
     def total_steps(self, train_chars: int) -> int:
         if self.steps is not None:
             return self.steps
+        if self.carry_state:  # an epoch is a pass over the streams
+            return max(1, math.ceil((self.epochs or 1.0) * stream_layout(train_chars, self.seq_len, self.batch_size)[1]))
         return max(1, math.ceil((self.epochs or 1.0) * train_chars / (self.batch_size * self.seq_len)))
 
 
@@ -104,7 +106,7 @@ class SampleEvolution(keras.callbacks.Callback):
     """Every `every` steps, print a short sample and append it to `samples.jsonl`.
 
     Args:
-        vocab: the model's vocabulary.
+        charmodel: the model being trained, with its vocabulary (the `CharRNN`, not a training wrapper).
         path: the JSON-lines file to append `{"step", "loss", "sample"}` to.
         every: interval in optimizer steps.
         length: characters per sample.
@@ -117,6 +119,7 @@ class SampleEvolution(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         logs = logs or {}
+        # First: under JAX, reading `self.model` copies the weights that `fit` holds back into the variables.
         step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
         if step % self.every:
             return
@@ -124,7 +127,8 @@ class SampleEvolution(keras.callbacks.Callback):
 
         text = sample_text(self.charmodel, length=self.length, temperature=0.8, seed=self.seed)[0]
         loss = float(logs["loss"]) if "loss" in logs else None
-        print(f"\n--- sample at step {step} (loss {loss:.3f}) ---\n{text}\n---", flush=True)
+        at = f"step {step}" if loss is None else f"step {step} (loss {loss:.3f})"
+        print(f"\n--- sample at {at} ---\n{text}\n---", flush=True)
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps({"step": step, "loss": loss, "sample": text}, ensure_ascii=False) + "\n")
 
@@ -132,36 +136,43 @@ class SampleEvolution(keras.callbacks.Callback):
 class CarriedState(keras.Model):
     """Trains `model` with its recurrent state carried from batch to batch (truncated BPTT).
 
-    Row b of each batch must continue row b of the previous one (`stream_batch`).
+    Row b of each batch must continue row b of the previous one, except every
+    `batches_per_pass` steps, where the state starts again from zero (`stream_batch`).
     Gradients flow back `seq_len` steps, but the state, and with it what the model
     can remember, runs through the whole stream, as in char-rnn, and as
-    `charzoo eval` then scores. The state lives in non-trainable variables updated
-    by the training step, so the same code runs on every backend; evaluation
-    (`training=False`) starts from a zero state and leaves it alone.
+    `charzoo eval` then scores. The state and a batch counter live in non-trainable
+    variables updated by the training step, so the same code runs on every backend
+    and a checkpoint holds them. Evaluation (`training=False`, as for the
+    validation during `fit` that `patience` watches) starts from a zero state and
+    leaves the carried one alone.
 
     Args:
         model: the char-RNN to train; it holds every trainable weight.
         batch_size: rows per batch, fixed for the run.
+        batches_per_pass: steps between two zero states.
     """
 
-    def __init__(self, model: CharRNN, batch_size: int, **kwargs: Any):
+    def __init__(self, model: CharRNN, batch_size: int, batches_per_pass: int, **kwargs: Any):
         super().__init__(**kwargs)
-        self.charrnn = model
+        self.charrnn, self.batches_per_pass = model, batches_per_pass
         config = model.config
         self.state_variables = [
             [self.add_weight(shape=(batch_size, config.hidden), initializer="zeros", trainable=False,
                              name=f"state_{layer}_{index}") for index in range(config.states_per_layer)]
             for layer in range(config.layers)
         ]
+        self.batches = self.add_weight(shape=(), dtype="int32", initializer="zeros", trainable=False, name="batches")
 
     def call(self, ids, training=False):
         if not training:
             return self.charrnn(ids)
-        start = [[keras.ops.convert_to_tensor(v) for v in layer] for layer in self.state_variables]
+        keep = keras.ops.cast(keras.ops.not_equal(keras.ops.mod(self.batches, self.batches_per_pass), 0), "float32")
+        start = [[keep * v for v in layer] for layer in self.state_variables]
         logits, end = self.charrnn(ids, initial_state=start, training=True, return_state=True)
         for variables, values in zip(self.state_variables, end):
             for variable, value in zip(variables, values):
                 variable.assign(keras.ops.stop_gradient(value))
+        self.batches.assign(self.batches + 1)
         return logits
 
     def build_for_loading(self) -> None:
@@ -278,7 +289,8 @@ def prepare_output(out: Path, *, resume: bool, force: bool) -> None:
 
 
 def check_windows(train_chars: int, val_chars: int, config: TrainConfig) -> int:
-    """The number of whole validation windows; an error when either split is shorter than one window."""
+    """The number of whole validation windows; an error when either split is shorter than one window,
+    or, with `carry_state`, when the training split's streams are shorter than two."""
     window = config.seq_len + 1
     if train_chars < window:
         raise CharzooError(
@@ -371,6 +383,7 @@ def train(
         saved_train = TrainConfig(**state["train_config"])
         # A resumed run keeps its data and schedule; only the length and reporting may change.
         train_config = replace(saved_train, steps=train_config.steps or saved_train.steps, epochs=None)
+        _check_carry_state(train_config, strategy)
     elif init is not None:
         vocab, config = init.vocab, init.config
     else:
@@ -397,8 +410,8 @@ def train(
     freeze(model, train_config)  # before compiling: the optimizer holds state for trainable weights only
     trainer = model
     if train_config.carry_state:
-        _check_carry_state(train_config, strategy)  # again: a resumed run has its checkpoint's config
-        trainer = CarriedState(model, train_config.batch_size)  # its checkpoints hold the carried state too
+        batches_per_pass = stream_layout(len(train_ids), train_config.seq_len, train_config.batch_size)[1]
+        trainer = CarriedState(model, train_config.batch_size, batches_per_pass)  # its checkpoints hold the carried state too
     compile_model(trainer, train_config, total)
     prepare_for_fit(trainer)
     step = 0

@@ -79,7 +79,7 @@ def test_carried_state_under_jax_is_the_state_of_reading_each_stream_straight_th
     # JAX runs the training step as a pure function: the carried state must come back out of it
     env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
     script = ("import sys; sys.modules['tensorflow'] = None\n"
-              "from test_training import carried_state_error; print(carried_state_error())\n")
+              "from test_training import carried_state_error; print(carried_state_error(68))\n")
     run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert float(run.stdout.strip().splitlines()[-1]) < 1e-5

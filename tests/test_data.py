@@ -161,14 +161,14 @@ def test_text_dataset_windows_are_slices_of_the_string():
 def test_contiguous_batches_continue_each_row_where_the_last_batch_ended():
     n, seq_len, batch_size = 1000, 10, 4
     span, per_pass = stream_layout(n, seq_len, batch_size)
-    assert (span, per_pass) == (249, 23)
+    assert (span, per_pass) == (250, 24)
     batches = [x.numpy() for x, _ in make_dataset(positions(n), seq_len=seq_len, batch_size=batch_size, seed=2,
                                                    steps=3 * per_pass, contiguous=True)]
     for step, inputs in enumerate(batches):
         np.testing.assert_array_equal(inputs, inputs[:, :1] + np.arange(seq_len))  # windows are slices
         stream = inputs[:, 0] // span
         np.testing.assert_array_equal(stream, np.arange(batch_size))  # row b stays in stream b
-        assert np.all(inputs[:, -1] + 1 <= (stream + 1) * span)  # the last target too, at most the next stream's first
+        assert np.all(inputs[:, -1] + 1 < (stream + 1) * span)  # the last target too
         if (step + 1) % per_pass:
             np.testing.assert_array_equal(batches[step + 1][:, 0], inputs[:, 0] + seq_len)  # and goes on from here
     offsets = [int(batches[k * per_pass][0, 0]) for k in range(3)]  # each pass starts at its own offset

@@ -61,8 +61,12 @@ def _check_table(table: Any, allowed: dict[str, type], where: str, path: Path) -
         if key not in allowed:
             raise CharzooError(f"{path}: unknown key {where}.{key}; known: {', '.join(sorted(allowed))}", exit_code=2)
         expected = allowed[key]
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) if expected is float else (
-            isinstance(value, expected) and not isinstance(value, bool))
+        if expected is bool:
+            ok = isinstance(value, bool)
+        elif expected is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, expected) and not isinstance(value, bool)
         if not ok:
             raise CharzooError(
                 f"{path}: {where}.{key} must be {expected.__name__}, got {value!r}", exit_code=2

@@ -79,6 +79,8 @@ def test_recipe_refuses_a_different_corpus(tmp_path):
          "unknown key model.hiden"),
         ('name = "x"\n[corpus]\nname="a"\nsource="b"\nsha256="c"\nlicense="d"\nlicense_note="e"\n[train]\nsteps = "9"\n',
          "train.steps must be int"),
+        ('name = "x"\n[corpus]\nname="a"\nsource="b"\nsha256="c"\nlicense="d"\nlicense_note="e"\n[train]\ncarry_state = 1\n',
+         "train.carry_state must be bool"),
         ('name = "x"\n[corpus]\nname="a"\n', "corpus.license is missing"),
         ('name = "x"\nnovelty = "false"\n', "novelty must be true or false"),
         ("name = \n", "not valid TOML"),

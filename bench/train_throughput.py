@@ -1,8 +1,9 @@
 """Training throughput: charzoo's 2 x 512 LSTM vs a plain Keras Sequential LSTM, same data, same run.
 
 Both models train on tinyshakespeare with batch 64 x seq 128 through Keras `fit`; charzoo through its own
-`compile_model` + `make_dataset`, the baseline through the textbook `tf.data` recipe. Throughput is
-measured between batch ends after a warm-up, so tracing and pipeline start-up are not counted.
+`compile_model` + `make_dataset`, the baseline through the textbook `tf.data` recipe. charzoo is timed
+twice: on random windows, and with `--carry-state` (contiguous streams, the `CarriedState` trainer).
+Throughput is measured between batch ends after a warm-up, so tracing and pipeline start-up are not counted.
 
     python bench/train_throughput.py           # 5 warm-up + 40 timed steps per model
     python bench/train_throughput.py --quick   # 2 + 6 steps: checks that it works
@@ -17,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from charzoo._keras import keras
-from charzoo.data import compact_ids, make_dataset, read_corpus
+from charzoo.data import compact_ids, make_dataset, read_corpus, stream_layout
 from charzoo.models import CharRNN
-from charzoo.training import TrainConfig, compile_model
+from charzoo.training import CarriedState, TrainConfig, compile_model
 from charzoo.vocab import Vocab
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "tinyshakespeare" / "input.txt"
@@ -43,9 +44,12 @@ def chars_per_second(model, dataset, warmup: int, steps: int) -> float:
     return steps * BATCH * SEQ_LEN / (clock.times[-1] - clock.times[warmup - 1])
 
 
-def charzoo_model(vocab_size: int, total_steps: int) -> CharRNN:
+def charzoo_model(vocab_size: int, total_steps: int, batches_per_pass: int | None = None) -> CharRNN | CarriedState:
+    """The model `charzoo train` fits; wrapped in `CarriedState` when `batches_per_pass` is given."""
     model = CharRNN(vocab_size=vocab_size, cell="lstm", layers=LAYERS, hidden=HIDDEN, embedding_dim=EMBEDDING)
     model.build_for_loading()
+    if batches_per_pass is not None:
+        model = CarriedState(model, BATCH, batches_per_pass)
     compile_model(model, TrainConfig(seq_len=SEQ_LEN, batch_size=BATCH), total_steps)
     return model
 
@@ -103,6 +107,12 @@ def main() -> None:
     ours = chars_per_second(charzoo_model(len(vocab), warmup + steps), dataset, warmup, steps)
     print(f"charzoo CharRNN + make_dataset:              {ours:10,.0f} chars/s")
     print(f"ratio charzoo / baseline: {ours / baseline:.2f}")
+    keras.utils.set_random_seed(0)
+    streams = make_dataset(ids, seq_len=SEQ_LEN, batch_size=BATCH, seed=0, contiguous=True)
+    per_pass = stream_layout(len(ids), SEQ_LEN, BATCH)[1]
+    carried = chars_per_second(charzoo_model(len(vocab), warmup + steps, per_pass), streams, warmup, steps)
+    print(f"charzoo with --carry-state:                  {carried:10,.0f} chars/s")
+    print(f"ratio carry-state / random windows: {carried / ours:.2f}")
 
 
 if __name__ == "__main__":

@@ -272,7 +272,9 @@ def model_card_section(name: str, metadata: dict[str, Any], config: dict[str, An
         f"{config['embedding_dim']}, dropout {config['dropout']}, vocabulary {config['vocab_size']}: "
         f"{metadata['params']:,} parameters.",
         f"- **Training**: {metadata['steps']:,} steps of {metadata['training']['batch_size']} x "
-        f"{metadata['training']['seq_len']} characters, {hours:.2f} h on {metadata.get('hardware', 'unknown hardware')}:",
+        f"{metadata['training']['seq_len']} characters"
+        + (", the state carried from batch to batch" if metadata["training"].get("carry_state") else "")
+        + f", {hours:.2f} h on {metadata.get('hardware', 'unknown hardware')}:",
         f"  `{metadata.get('command', '')}`",
         f"- **Validation** (last {metadata['val_fraction']:.0%}, {metadata['val_chars']:,} characters): "
         f"**{val:.4f} nats/char, {nats_to_bits(val):.4f} bits/char**"

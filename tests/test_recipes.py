@@ -109,6 +109,7 @@ def test_model_cards_match_metadata():
         assert f"charzoo eval pretrained/{directory.name}" in section
         if "dynamic_eval" in metadata:
             assert f"{metadata['dynamic_eval']['val_loss']:.4f} nats/char" in section
+        assert ("the state carried from batch to batch" in section) == metadata["training"].get("carry_state", False)
 
 
 def test_record_dynamic_eval_writes_metadata_and_checks_the_corpus(tiny_model_dir, names_path, tmp_path):

@@ -23,7 +23,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LINUX = ROOT.parent / "shared" / "corpora" / "linux" / "input.txt"
-MODEL = {"cell": "lstm", "layers": 2, "hidden": 256, "embedding_dim": 64}
 
 
 def main() -> None:
@@ -34,9 +33,11 @@ def main() -> None:
     args = parser.parse_args()
 
     from charzoo._keras import keras
+    from charzoo.recipes import load_recipe
     from charzoo.training import TrainConfig, train
 
-    model, steps = ({**MODEL, "layers": 1, "hidden": 32}, 4) if args.quick else (MODEL, args.steps)
+    recipe_model = load_recipe(ROOT / "recipes" / "linux.toml").model
+    model, steps = ({**recipe_model, "layers": 1, "hidden": 32}, 4) if args.quick else (recipe_model, args.steps)
     print(f"{args.corpus}: {model['layers']} x {model['hidden']} {model['cell'].upper()}, batch 64 x 128, "
           f"{steps} steps each, backend {keras.backend.backend()}", flush=True)
     losses = {}

@@ -87,8 +87,10 @@ class TrainConfig:
         if self.steps is not None:
             return self.steps
         if self.carry_state:  # an epoch is a pass over the streams
-            return max(1, math.ceil((self.epochs or 1.0) * stream_layout(train_chars, self.seq_len, self.batch_size)[1]))
-        return max(1, math.ceil((self.epochs or 1.0) * train_chars / (self.batch_size * self.seq_len)))
+            per_epoch = stream_layout(train_chars, self.seq_len, self.batch_size)[1]
+        else:
+            per_epoch = train_chars / (self.batch_size * self.seq_len)
+        return max(1, math.ceil((self.epochs or 1.0) * per_epoch))
 
 
 class BitsPerChar(keras.metrics.Mean):
@@ -411,7 +413,7 @@ def train(
     trainer = model
     if train_config.carry_state:
         batches_per_pass = stream_layout(len(train_ids), train_config.seq_len, train_config.batch_size)[1]
-        trainer = CarriedState(model, train_config.batch_size, batches_per_pass)  # its checkpoints hold the carried state too
+        trainer = CarriedState(model, train_config.batch_size, batches_per_pass)  # checkpoints hold its state too
     compile_model(trainer, train_config, total)
     prepare_for_fit(trainer)
     step = 0

@@ -46,7 +46,9 @@ class Strategy(str, enum.Enum):
     multiworker = "multiworker"
 
 
-ModelArg = Annotated[str, typer.Argument(help="Model directory, zoo name, or Hub repo id owner/name[@revision].")]
+ModelArg = Annotated[str, typer.Argument(
+    help="Model directory, zoo name, or Hub repo id owner/name[@revision]; the --out of a run still training "
+         "gives its last checkpoint.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 

@@ -38,10 +38,10 @@ from charzoo.errors import CharzooError
 from charzoo.models import CharRNN, ModelConfig
 from charzoo.vocab import Vocab
 from charzoo.zoo import (
-    CHECKPOINT_DIR, IDS_CACHE_DIR, SAMPLES_FILE, WEIGHTS_FILE, CharModel, is_model_dir, save_pretrained, write_json,
+    CHECKPOINT_DIR, IDS_CACHE_DIR, SAMPLES_FILE, STATE_FILE, WEIGHTS_FILE, CharModel, is_model_dir, load_weights,
+    save_pretrained, write_json,
 )
 
-STATE_FILE = "state.json"
 OPTIMIZER_FILE = "optimizer.npz"
 
 
@@ -258,10 +258,28 @@ def read_checkpoint_state(out: Path) -> dict[str, Any]:
         raise CharzooError(f"checkpoint state {path} is unreadable: {e}") from e
 
 
+def load_checkpoint(out: str | Path) -> CharModel:
+    """The model of a run's last checkpoint, to score or sample a run before it finishes.
+
+    Its metadata has the run's `steps` so far, `history` and `training` config.
+    """
+    out = Path(out)
+    state = read_checkpoint_state(out)
+    try:
+        model = CharRNN.from_model_config(ModelConfig(**state["model_config"]))
+        vocab, training = Vocab.from_json(state["vocab"]), state["train_config"]
+        # A carried-state checkpoint holds the wrapper's weights, the model's among them.
+        holder = CarriedState(model, training["batch_size"], 1) if training.get("carry_state") else model
+        metadata = {"name": out.name, "steps": state["step"], "history": state["history"], "training": training,
+                    "corpus": {"sha256": state["corpus_sha256"]}}
+    except (KeyError, TypeError, ValueError) as e:
+        raise CharzooError(f"checkpoint state {out / CHECKPOINT_DIR / STATE_FILE} is incomplete: {e!r}") from e
+    load_weights(holder, out / CHECKPOINT_DIR / WEIGHTS_FILE)
+    return CharModel(model, vocab, metadata, out)
+
+
 def restore_checkpoint(model: CharRNN | CarriedState, out: Path) -> None:
     """Load weights and optimizer state written by `save_checkpoint` into a compiled model."""
-    from charzoo.zoo import load_weights
-
     model.optimizer.build(model.trainable_variables)  # first: the .h5 of a compiled model holds optimizer variables too
     load_weights(model, out / CHECKPOINT_DIR / WEIGHTS_FILE)
     with np.load(out / CHECKPOINT_DIR / OPTIMIZER_FILE, allow_pickle=False) as arrays:

@@ -40,6 +40,7 @@ MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE, VOCAB_FILE, METADATA_FILE, CARD_FILE)
 SAMPLES_FILE = "samples.jsonl"  # sample evolution during training
 OPTIONAL_FILES = (SAMPLES_FILE,)  # published with the model when present: `charzoo viz` shows them
 CHECKPOINT_DIR = "checkpoint"
+STATE_FILE = "state.json"  # in CHECKPOINT_DIR: step, history, model and training config, vocabulary
 IDS_CACHE_DIR = "ids-cache"  # the corpus as memory-mapped compact ids, written once per run
 
 
@@ -233,10 +234,19 @@ def load(
     """Load a model from a local directory, the zoo, or the Hugging Face Hub.
 
     Args:
-        name_or_path: a model directory, a zoo name (`shakespeare`), or a Hub repo id `owner/name[@revision]`.
+        name_or_path: a model directory, a zoo name (`shakespeare`), or a Hub repo id `owner/name[@revision]`;
+            or the `--out` of a run still training, whose last checkpoint then loads.
         revision: branch, tag or commit of a Hub repo id.
         on_source: called with one line saying where a zoo or Hub model came from.
     """
     from charzoo.hub import pull
 
-    return load_dir(pull(str(name_or_path), revision=revision, on_source=on_source).path)
+    directory = pull(str(name_or_path), revision=revision, on_source=on_source).path
+    if not is_model_dir(directory) and (directory / CHECKPOINT_DIR / STATE_FILE).is_file():
+        from charzoo.training import load_checkpoint
+
+        charmodel = load_checkpoint(directory)
+        if on_source is not None:
+            on_source(f"{directory} has not finished training: using its checkpoint at step {charmodel.metadata['steps']:,}")
+        return charmodel
+    return load_dir(directory)

@@ -349,6 +349,13 @@ def test_ctrl_c_during_training_keeps_the_checkpoint_and_resume_continues(names_
     load_weights(model, out / CHECKPOINT_DIR / WEIGHTS_FILE)
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no half-written checkpoint left
 
+    # The unfinished run scores and samples from its checkpoint, and says so.
+    code, stdout_text, stderr_text = run_main(monkeypatch, capsys, "eval", out, names_path, "--split", "val")
+    assert code == 0 and " nats/char, " in stdout_text
+    assert stderr_text == f"{out} has not finished training: using its checkpoint at step {state['step']:,}\n"
+    code, stdout_text, _ = run_main(monkeypatch, capsys, "sample", out, "--length", "40", "--seed", "1")
+    assert code == 0 and len(stdout_text) == 41
+
     steps = state["step"] + 15
     code, stdout_text, _ = run_main(monkeypatch, capsys, "train", names_path, "--out", out, "--resume",
                                     "--steps", steps)

@@ -13,8 +13,8 @@ import pytest
 from charzoo.data import read_corpus, sha256_file, split_text
 from charzoo.errors import CharzooError
 from charzoo.models import CharRNN, ModelConfig
-from charzoo.training import CarriedState, TrainConfig, train
-from charzoo.zoo import CHECKPOINT_DIR, MODEL_FILES, SAMPLES_FILE, WEIGHTS_FILE, load_dir, load_weights
+from charzoo.training import CarriedState, TrainConfig, load_checkpoint, train
+from charzoo.zoo import CHECKPOINT_DIR, MODEL_FILES, SAMPLES_FILE, WEIGHTS_FILE, load, load_dir, load_weights
 from conftest import TINY, interrupt_after_first_checkpoint
 
 RESUME_CONFIG = TrainConfig(seq_len=32, batch_size=16, steps=40, checkpoint_every=20, sample_every=20, seed=5)
@@ -265,3 +265,33 @@ def test_epochs_of_a_carried_state_run_are_passes_over_the_streams():
 
     config = TrainConfig(seq_len=32, batch_size=16, epochs=2.5, carry_state=True)
     assert config.total_steps(50_000) == math.ceil(2.5 * stream_layout(50_000, 32, 16)[1])
+
+
+@pytest.mark.parametrize("run", ["uninterrupted", "carried_uninterrupted"])
+def test_the_last_checkpoint_of_a_run_loads_as_its_final_model(run, request):
+    result = request.getfixturevalue(run)
+    out, result = result if isinstance(result, tuple) else (result.path, result)
+    checkpoint = load_checkpoint(out)  # a carried-state checkpoint holds the wrapper: its model comes out of it
+    assert checkpoint.metadata["steps"] == 40 and checkpoint.config == result.config
+    assert checkpoint.vocab.chars == result.vocab.chars
+    for a, b in zip(checkpoint.model.get_weights(), result.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_run_still_training_loads_from_its_checkpoint_but_is_no_model_directory(interrupted, uninterrupted,
+                                                                               names_path):
+    out, _ = interrupted
+    _, final = uninterrupted
+    said = []
+    charmodel = load(out, on_source=said.append)
+    assert charmodel.metadata["steps"] == 20 and [h["step"] for h in charmodel.metadata["history"]] == [20]
+    assert said == [f"{out} has not finished training: using its checkpoint at step 20"]
+    assert any(not np.array_equal(a, b) for a, b in zip(charmodel.model.get_weights(), final.model.get_weights()))
+    direct = CharRNN.from_model_config(charmodel.config)
+    load_weights(direct, out / CHECKPOINT_DIR / WEIGHTS_FILE)
+    for a, b in zip(charmodel.model.get_weights(), direct.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    val_text = split_text(read_corpus(names_path), 0.1)[1]
+    assert charmodel.evaluate(val_text).nats_per_char < math.log(len(charmodel.vocab))  # 20 steps beat uniform
+    with pytest.raises(CharzooError, match="is not a model directory"):
+        load_dir(out)  # what push and the registry read: only a finished model

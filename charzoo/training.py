@@ -270,8 +270,7 @@ def load_checkpoint(out: str | Path) -> CharModel:
         vocab, training = Vocab.from_json(state["vocab"]), state["train_config"]
         # A carried-state checkpoint holds the wrapper's weights, the model's among them.
         holder = CarriedState(model, training["batch_size"], 1) if training.get("carry_state") else model
-        metadata = {"name": out.name, "steps": state["step"], "history": state["history"], "training": training,
-                    "corpus": {"sha256": state["corpus_sha256"]}}
+        metadata = {"name": out.name, "steps": state["step"], "history": state["history"], "training": training}
     except (KeyError, TypeError, ValueError) as e:
         raise CharzooError(f"checkpoint state {out / CHECKPOINT_DIR / STATE_FILE} is incomplete: {e!r}") from e
     load_weights(holder, out / CHECKPOINT_DIR / WEIGHTS_FILE)

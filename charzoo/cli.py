@@ -381,7 +381,7 @@ class VocabPolicy(str, enum.Enum):
     unk = "unk"
 
 
-# Accepted only to be refused with a reason: the architecture of a fine-tune is its base model's.
+# Accepted only to be refused with a reason: a fine-tune has its base model's architecture (--dropout aside).
 _ArchitectureFlag = Annotated[Optional[str], typer.Option(hidden=True)]
 
 
@@ -400,25 +400,27 @@ def finetune(
     layers: _ArchitectureFlag = None,
     hidden: _ArchitectureFlag = None,
     embedding_dim: _ArchitectureFlag = None,
-    dropout: _ArchitectureFlag = None,
+    dropout: Annotated[
+        Optional[float], typer.Option(help="Dropout after each recurrent layer, if not the base's (it has no weights).")
+    ] = None,
     *,
     training: dict[str, Any],
 ) -> None:
     """Fine-tune a pretrained model on new text, growing its vocabulary by the text's new characters."""
-    architecture = {"cell": cell, "layers": layers, "hidden": hidden, "embedding-dim": embedding_dim,
-                    "dropout": dropout}
+    architecture = {"cell": cell, "layers": layers, "hidden": hidden, "embedding-dim": embedding_dim}
     given = [f"--{name}" for name, value in architecture.items() if value is not None]
     if given:
         raise CharzooError(
-            f"{', '.join(given)}: finetune keeps the base model's architecture; drop the flag, "
-            f"or train a new model with `charzoo train`",
+            f"{', '.join(given)}: finetune keeps the base model's architecture (only --dropout may change); "
+            f"drop the flag, or train a new model with `charzoo train`",
             exit_code=2,
         )
     from charzoo.finetuning import finetune as finetune_model
 
     result = finetune_model(
         base, corpus, out=out, vocab_policy=vocab_policy.value, freeze_embedding=freeze_embedding,
-        freeze_layers=freeze_layers, metadata={"command": _command_line()}, on_source=_report_source, **training,
+        freeze_layers=freeze_layers, dropout=dropout, metadata={"command": _command_line()},
+        on_source=_report_source, **training,
     )
     meta = result.metadata
     added = meta["finetune"]["added_chars"]

@@ -59,8 +59,11 @@ def adapt_vocab(vocab: Vocab, text: str, policy: str) -> Vocab:
     return Vocab(chars, UNKNOWN_CHAR)
 
 
-def resize_vocab(charmodel: CharModel, vocab: Vocab) -> CharModel:
+def resize_vocab(charmodel: CharModel, vocab: Vocab, *, dropout: float | None = None) -> CharModel:
     """A copy of `charmodel` whose embedding and output layer cover `vocab`, which extends its vocabulary.
+
+    `dropout`, if given, replaces the base's rate: it has no weights, so it is the
+    one part of the architecture a fine-tune may change (more of it for a small text).
 
     Every existing weight is copied exactly. A new character's embedding row and
     output kernel column are the mean of the existing ones, and its output bias
@@ -73,7 +76,8 @@ def resize_vocab(charmodel: CharModel, vocab: Vocab) -> CharModel:
     if vocab.chars[: len(old_vocab)] != old_vocab.chars:
         raise ValueError("the new vocabulary must keep the old characters and their ids")
     added = len(vocab) - len(old_vocab)
-    model = CharRNN.from_model_config(replace(old_model.config, vocab_size=len(vocab)))
+    changes = {"vocab_size": len(vocab), **({"dropout": dropout} if dropout is not None else {})}
+    model = CharRNN.from_model_config(replace(old_model.config, **changes))
     model.build_for_loading()
     for old_layer, layer in zip(old_model.recurrent, model.recurrent):
         for old_weight, weight in zip(old_layer.weights, layer.weights):
@@ -135,6 +139,7 @@ def finetune(
     vocab_policy: str = "extend",
     freeze_embedding: bool = False,
     freeze_layers: int = 0,
+    dropout: float | None = None,
     resume: bool = False,
     force: bool = False,
     encoding: str = "utf-8",
@@ -155,6 +160,7 @@ def finetune(
             unknown character).
         freeze_embedding: keep the base's character embedding (new characters keep their initial rows).
         freeze_layers: keep the first N recurrent layers.
+        dropout: the dropout rate to fine-tune with, if not the base's.
         resume, force, encoding, errors, metadata, verbose: as for `charzoo.training.train`.
         on_source: called with the line saying where the base model came from.
         **training_options: `TrainConfig` fields (steps, lr, patience, ...); lr defaults to 5e-4.
@@ -181,7 +187,7 @@ def finetune(
     base_model = base if isinstance(base, CharModel) else load(base, on_source=record_source)
     _refuse_overwriting(base_model.path, out)
     vocab = adapt_vocab(base_model.vocab, text, vocab_policy)
-    start = resize_vocab(base_model, vocab)
+    start = resize_vocab(base_model, vocab, dropout=dropout)
     freeze(start.model, train_config)  # checks --freeze-layers before anything is written
     details = {
         "vocab_policy": vocab_policy,
@@ -190,7 +196,7 @@ def finetune(
     }
     return train(
         corpus, out, train_config=train_config, init=start, resume=resume, force=force, encoding=encoding,
-        errors=errors, verbose=verbose,
+        errors=errors, verbose=verbose, model_config={"dropout": dropout},  # a resume checks it against the checkpoint
         metadata={"name": out.name, **base_reference(base, base_model, source), "finetune": details,
                   **(metadata or {})},
     )

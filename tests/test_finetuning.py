@@ -87,6 +87,14 @@ def test_resize_keeps_every_base_weight_bit_for_bit(tiny_model):
         np.testing.assert_array_equal(value, old[path])
 
 
+def test_resize_may_change_the_dropout_rate_and_nothing_else(tiny_model):
+    grown = resize_vocab(tiny_model, tiny_model.vocab, dropout=0.4)
+    assert grown.config == tiny_model.config.__class__(**{**tiny_model.config.to_dict(), "dropout": 0.4})
+    assert [layer.rate for layer in grown.model.dropouts] == [0.4] * tiny_model.config.layers
+    for path, value in weights(tiny_model.model).items():
+        np.testing.assert_array_equal(weights(grown.model)[path], value)
+
+
 def test_new_characters_start_unlikely_but_possible(tiny_model):
     grown = resize_vocab(tiny_model, tiny_model.vocab.extend("0123!?"))
     logits = np.array(grown.model(tiny_model.vocab.encode("Anna\nBob\nCarl")[None, :]))[0]  # (T, V)
@@ -158,6 +166,23 @@ def test_an_interrupted_finetune_resumes_to_the_same_weights(tmp_path, tiny_mode
         np.testing.assert_allclose(weights(resumed.model)[path], value, rtol=1e-5, atol=1e-6)
 
 
+def test_finetune_dropout_is_the_models_and_a_resume_must_keep_it(tmp_path, tiny_model_dir, tiny_model, new_text,
+                                                                   monkeypatch, capsys):
+    out = tmp_path / "dropout"
+    with interrupt_after_first_checkpoint():
+        with pytest.raises(CharzooError, match="--resume"):
+            finetune(tiny_model_dir, new_text, out=out, dropout=0.4, **TINY_RUN)
+    assert json.loads((out / CHECKPOINT_DIR / "state.json").read_text())["model_config"]["dropout"] == 0.4
+    before = file_hashes(out / CHECKPOINT_DIR)
+    code, err = run_main(monkeypatch, capsys, "finetune", tiny_model_dir, new_text, "--out", out, "--resume",
+                         "--dropout", "0.3")
+    assert code == 2 and "the checkpoint was trained with dropout=0.4, not 0.3" in err, err
+    assert file_hashes(out / CHECKPOINT_DIR) == before
+    code, err = run_main(monkeypatch, capsys, "finetune", tiny_model_dir, new_text, "--out", out, "--resume")
+    assert code == 0, err
+    assert load_dir(out).config.dropout == 0.4 and tiny_model.config.dropout != 0.4
+
+
 def test_unk_policy_grows_the_vocabulary_by_one_row_from_a_loaded_base(tmp_path, tiny_model_dir, tiny_model, new_text):
     before = weights(tiny_model.model)
     result = finetune(tiny_model, new_text, out=tmp_path / "unk", vocab_policy="unk", **{**TINY_RUN, "steps": 20})
@@ -200,7 +225,8 @@ def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str]:
         ("freeze-too-many", "--freeze-layers 3 is more than the model's 1 recurrent layers"),
         ("out-is-base", "is the base model"),
         ("out-contains-base", "contains the base model"),
-        ("architecture-flag", "--hidden: finetune keeps the base model's architecture"),
+        ("architecture-flag", "--hidden: finetune keeps the base model's architecture (only --dropout may change)"),
+        ("dropout-out-of-range", "dropout must be in [0, 1), got 1.5"),
     ],
 )
 def test_bad_input_is_one_line_and_never_touches_the_base(case, message, tiny_model_dir, new_text, tmp_path,
@@ -215,6 +241,7 @@ def test_bad_input_is_one_line_and_never_touches_the_base(case, message, tiny_mo
         "out-is-base": [tiny_model_dir, new_text, "--out", tiny_model_dir, "--force"],
         "out-contains-base": [tiny_model_dir, new_text, "--out", tiny_model_dir.parent, "--force"],
         "architecture-flag": [tiny_model_dir, new_text, "--out", out, "--hidden", "64"],
+        "dropout-out-of-range": [tiny_model_dir, new_text, "--out", out, "--dropout", "1.5"],
     }[case]
     before = file_hashes(tiny_model_dir)
     code, err = run_main(monkeypatch, capsys, "finetune", *args, "--steps", "5")

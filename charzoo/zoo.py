@@ -169,6 +169,12 @@ def is_model_dir(path: Path) -> bool:
     return (Path(path) / CONFIG_FILE).is_file()
 
 
+def is_run_in_progress(path: Path) -> bool:
+    """A training `--out` with a checkpoint and none of the model files the end of training writes."""
+    path = Path(path)
+    return (path / CHECKPOINT_DIR / STATE_FILE).is_file() and not any((path / name).exists() for name in MODEL_FILES)
+
+
 def read_json(path: Path, what: str) -> Any:
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
@@ -242,7 +248,7 @@ def load(
     from charzoo.hub import pull
 
     directory = pull(str(name_or_path), revision=revision, on_source=on_source).path
-    if not is_model_dir(directory) and (directory / CHECKPOINT_DIR / STATE_FILE).is_file():
+    if is_run_in_progress(directory):
         from charzoo.training import load_checkpoint
 
         charmodel = load_checkpoint(directory)

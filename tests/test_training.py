@@ -278,10 +278,12 @@ def test_the_last_checkpoint_of_a_run_loads_as_its_final_model(run, request):
         np.testing.assert_array_equal(a, b)
 
 
-def test_a_run_still_training_loads_from_its_checkpoint_but_is_no_model_directory(interrupted, uninterrupted,
-                                                                               names_path):
-    out, _ = interrupted
+def test_a_run_still_training_loads_from_its_checkpoint_but_is_no_model_directory(uninterrupted, names_path, tmp_path):
     _, final = uninterrupted
+    out = tmp_path / "run"
+    with interrupt_after_first_checkpoint():
+        with pytest.raises(CharzooError):
+            train(names_path, out, model_config=TINY, train_config=RESUME_CONFIG, verbose=0)
     said = []
     charmodel = load(out, on_source=said.append)
     assert charmodel.metadata["steps"] == 20 and [h["step"] for h in charmodel.metadata["history"]] == [20]

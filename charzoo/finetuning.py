@@ -76,8 +76,8 @@ def resize_vocab(charmodel: CharModel, vocab: Vocab, *, dropout: float | None = 
     if vocab.chars[: len(old_vocab)] != old_vocab.chars:
         raise ValueError("the new vocabulary must keep the old characters and their ids")
     added = len(vocab) - len(old_vocab)
-    changes = {"vocab_size": len(vocab), **({"dropout": dropout} if dropout is not None else {})}
-    model = CharRNN.from_model_config(replace(old_model.config, **changes))
+    rate = old_model.config.dropout if dropout is None else dropout
+    model = CharRNN.from_model_config(replace(old_model.config, vocab_size=len(vocab), dropout=rate))
     model.build_for_loading()
     for old_layer, layer in zip(old_model.recurrent, model.recurrent):
         for old_weight, weight in zip(old_layer.weights, layer.weights):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from charzoo.evaluation import nats_to_bits
@@ -70,11 +71,13 @@ def model_card(config: ModelConfig, metadata: dict[str, Any]) -> str:
     if metadata.get("base_model"):
         rows.append(("fine-tuned from", str(metadata["base_model"])))
     table = "\n".join(["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows])
-    ref = metadata.get("repo_id") or metadata.get("name") or "path/to/model"
+    # A Hub repo or a zoo model (one from a recipe) can be pulled by name; any other model is a directory.
+    pullable = metadata.get("repo_id") or (metadata.get("name") if metadata.get("recipe") else None)
+    ref = pullable or f"path/to/{metadata.get('name') or 'model'}"
     usage = (
         "```\n"
-        f"charzoo pull {ref}\n"
-        f"charzoo sample {ref} --prime \"The \" --length 300 --temperature 0.8\n"
+        + (f"charzoo pull {ref}\n" if pullable else "")
+        + f"charzoo sample {ref} --prime \"The \" --length 300 --temperature 0.8\n"
         "```\n\n"
         "```python\n"
         "import charzoo\n"
@@ -97,7 +100,11 @@ def card_for_repo(existing: str | None, config: ModelConfig, metadata: dict[str,
     repo. A card someone edited keeps its body under refreshed front matter.
     """
     published = {**metadata, "repo_id": repo_id}
-    if existing is None or existing in (model_card(config, metadata), model_card(config, published)):
+    ours = [model_card(config, metadata), model_card(config, published)]
+    pulled_from = re.search(r"^charzoo pull (\S+)$", existing or "", re.MULTILINE)
+    if pulled_from:  # the card of another repo, as a model pulled from it and pushed here arrives
+        ours.append(model_card(config, {**metadata, "repo_id": pulled_from.group(1)}))
+    if existing is None or existing in ours:
         return model_card(config, published)
     return front_matter(config, published) + "\n" + _card_body(existing)
 

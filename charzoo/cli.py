@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional, get_type_hints
 
-import click
 import typer
 
 from charzoo.errors import CharzooError
@@ -189,7 +188,7 @@ def sample(
     from charzoo.sampling import check_sampling_options, sample_text
     from charzoo.zoo import load
 
-    check_sampling_options(temperature, top_k, top_p, length, num)
+    check_sampling_options(temperature, top_k, top_p, length, num, seed)
     stop = _unescape(stop) if stop else None  # allow --stop "\n"
     charmodel = load(model, on_source=_report_source)
     charmodel.vocab.encode(prime)  # reject unknown characters before printing anything
@@ -522,10 +521,11 @@ def main() -> None:
     except CharzooError as e:
         typer.echo(f"charzoo: error: {e}", err=True)
         sys.exit(e.exit_code)
-    except (click.ClickException, typer.TyperException) as e:  # usage errors (typer vendors click): exit 2
+    except typer.TyperException as e:  # usage errors: exit 2
         e.show()
         sys.exit(e.exit_code)
-    except (KeyboardInterrupt, click.Abort):
+    except (KeyboardInterrupt, typer.Abort):
+        result = 130
+    if result == 130:  # typer turns a Ctrl-C inside a command into exit code 130
         typer.echo("charzoo: interrupted", err=True)
-        sys.exit(130)
     sys.exit(result if isinstance(result, int) else 0)

@@ -5,8 +5,8 @@ recurrent state across batches, read in order from contiguous streams
 (`stream_batch`, as char-rnn's loader does).
 
 Training reads ids from a memory-mapped cache file (`cached_ids`) written once
-per corpus and vocabulary, so a large corpus costs its compact ids on disk,
-not the text plus int32 and window copies in memory.
+per corpus and vocabulary, so training keeps no int32 or window copies of a
+large corpus in memory.
 """
 
 from __future__ import annotations
@@ -45,14 +45,14 @@ def decode_corpus(raw: bytes, *, name: str, encoding: str = "utf-8", errors: str
     """Decode corpus bytes, rejecting empty and binary data."""
     if not raw.strip():
         raise CharzooError(f"corpus {name} is empty", exit_code=2)
-    if b"\x00" in raw[:1 << 20] and not encoding.lower().startswith("utf-16"):
-        at = raw.index(b"\x00")
-        raise CharzooError(f"corpus {name} looks binary (NUL byte at offset {at}); pass a text file", exit_code=2)
     try:
-        codecs.lookup(encoding)
         codecs.lookup_error(errors)
+        ascii_compatible = "a".encode(encoding) == b"a"  # UTF-16 and UTF-32 text is full of NUL bytes
     except LookupError as e:
         raise CharzooError(f"{e}; see Python's codecs documentation for valid names", exit_code=2) from e
+    if ascii_compatible and b"\x00" in raw[:1 << 20]:
+        at = raw.index(b"\x00")
+        raise CharzooError(f"corpus {name} looks binary (NUL byte at offset {at}); pass a text file", exit_code=2)
     try:
         text = raw.decode(encoding, errors)
     except UnicodeDecodeError as e:
@@ -263,9 +263,9 @@ def file_dataset(
     """The training pipeline's `(ids, next_ids)` windows over a text file, encoded with `vocab`.
 
     The ids are written once to a cache file in `cache_dir` (default:
-    `$XDG_CACHE_HOME/charzoo/ids`) and memory-mapped, so the file's size is
-    bounded by disk, not memory. Characters outside `vocab` become its unknown
-    character; a vocabulary without one rejects them.
+    `$XDG_CACHE_HOME/charzoo/ids`) and memory-mapped, so batches never copy the
+    whole corpus; the text itself is read once to hash and encode it. Characters
+    outside `vocab` become its unknown character; a vocabulary without one rejects them.
     """
     default_cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "charzoo" / "ids"
     ids = cached_ids(read_corpus(path, encoding=encoding), vocab, cache_dir or default_cache)

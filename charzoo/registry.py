@@ -111,7 +111,8 @@ def register_bundled(
     that), hashed, and written to the registry with the parameter count, validation
     loss and size, each step atomically. Pass `revision` (the commit `charzoo push`
     printed for these same files) so Hub downloads are pinned to it; without it the
-    entry keeps its previous repo id and revision.
+    entry keeps its previous repo id, and its previous revision only while the files
+    are the same: a retrained model is not on the Hub until it is pushed again.
     """
     from charzoo.zoo import MODEL_FILES, load_dir, published_files, write_json
 
@@ -131,7 +132,7 @@ def register_bundled(
     registry[name] = ZooEntry(
         name=name,
         repo_id=repo_id or previous.repo_id,
-        revision=revision or previous.revision,
+        revision=revision or (previous.revision if files == previous.files else None),
         corpus=(charmodel.metadata.get("corpus") or {}).get("name") or previous.corpus,
         files=files,
         params=charmodel.metadata.get("params"),

@@ -14,7 +14,9 @@ from charzoo.errors import CharzooError
 from charzoo.models import NumpyCharRNN, step_threads
 
 
-def check_sampling_options(temperature: float, top_k: int | None, top_p: float | None, length: int, num: int) -> None:
+def check_sampling_options(
+    temperature: float, top_k: int | None, top_p: float | None, length: int, num: int, seed: int | None = None
+) -> None:
     if not temperature > 0:
         raise CharzooError(f"temperature must be > 0, got {temperature!r}; use --top-k 1 for greedy", exit_code=2)
     if top_k is not None and top_k < 1:
@@ -25,6 +27,8 @@ def check_sampling_options(temperature: float, top_k: int | None, top_p: float |
         raise CharzooError(f"length must be >= 1, got {length!r}", exit_code=2)
     if num < 1:
         raise CharzooError(f"num must be >= 1, got {num!r}", exit_code=2)
+    if seed is not None and seed < 0:
+        raise CharzooError(f"seed must be >= 0, got {seed!r}", exit_code=2)
 
 
 def next_char_probs(logits: np.ndarray, temperature: float, top_k: int | None, top_p: float | None) -> np.ndarray:
@@ -85,7 +89,7 @@ def sample_text(
     Returns:
         One generated string per stream.
     """
-    check_sampling_options(temperature, top_k, top_p, length, num)
+    check_sampling_options(temperature, top_k, top_p, length, num, seed)
     vocab = charmodel.vocab
     prime_ids = vocab.encode(prime) if prime else None
     if prime_ids is None:

@@ -38,8 +38,8 @@ from charzoo.errors import CharzooError
 from charzoo.models import CharRNN, ModelConfig
 from charzoo.vocab import Vocab
 from charzoo.zoo import (
-    CHECKPOINT_DIR, IDS_CACHE_DIR, SAMPLES_FILE, STATE_FILE, WEIGHTS_FILE, CharModel, is_model_dir, load_weights,
-    save_pretrained, write_json,
+    CHECKPOINT_DIR, IDS_CACHE_DIR, MODEL_FILES, OPTIONAL_FILES, SAMPLES_FILE, STATE_FILE, WEIGHTS_FILE, CharModel,
+    is_model_dir, load_weights, save_pretrained, write_json,
 )
 
 OPTIMIZER_FILE = "optimizer.npz"
@@ -78,6 +78,8 @@ class TrainConfig:
             raise CharzooError(f"epochs must be positive, got {self.epochs!r}", exit_code=2)
         if self.steps is not None and self.epochs is not None:
             raise CharzooError("give either steps or epochs, not both", exit_code=2)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise CharzooError(f"seed must be an integer in [0, 2**32), got {self.seed!r}", exit_code=2)
         if not self.lr > 0:
             raise CharzooError(f"lr must be positive, got {self.lr!r}", exit_code=2)
         if not 0.0 <= self.val_fraction < 1.0:
@@ -244,14 +246,22 @@ def save_checkpoint(model: CharRNN | CarriedState, out: Path, state: dict[str, A
         raise
 
 
+def _recover_checkpoint(out: Path) -> None:
+    """Put back the previous checkpoint when a crash came between the two renames of `save_checkpoint`.
+
+    Only the run that owns `out` may do this, when it resumes: a reader (`charzoo eval` on a run still
+    training) could otherwise move a checkpoint back while the trainer is between the renames.
+    """
+    old = out / ".checkpoint.old"
+    if not (out / CHECKPOINT_DIR / STATE_FILE).is_file() and (old / STATE_FILE).is_file():
+        shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
+        os.rename(old, out / CHECKPOINT_DIR)
+
+
 def read_checkpoint_state(out: Path) -> dict[str, Any]:
     path = out / CHECKPOINT_DIR / STATE_FILE
     if not path.is_file():
-        old = out / ".checkpoint.old" / STATE_FILE  # a crash between the two renames of save_checkpoint
-        if old.is_file():
-            os.rename(out / ".checkpoint.old", out / CHECKPOINT_DIR)
-        else:
-            raise CharzooError(f"no checkpoint in {out}; start a new run without --resume", exit_code=2)
+        raise CharzooError(f"no checkpoint in {out}; start a new run without --resume", exit_code=2)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
@@ -289,21 +299,32 @@ def restore_checkpoint(model: CharRNN | CarriedState, out: Path) -> None:
         variable.assign(value)
 
 
+# What a run writes into --out; `force` removes these and nothing else.
+RUN_ENTRIES = (*MODEL_FILES, *OPTIONAL_FILES, CHECKPOINT_DIR, ".checkpoint.old", IDS_CACHE_DIR)
+
+
 def prepare_output(out: Path, *, resume: bool, force: bool) -> None:
-    """Refuse to clobber a different model unless asked; clear it with `force`."""
+    """Refuse to clobber a different model unless asked; with `force`, remove the old run's files.
+
+    Only a run's own files go: `--out .` with `--force` never deletes anything else in the directory.
+    """
     if out.exists() and not out.is_dir():
         raise CharzooError(f"--out {out} exists and is not a directory", exit_code=2)
-    occupied = out.exists() and (is_model_dir(out) or (out / CHECKPOINT_DIR).exists())
     if resume:
+        _recover_checkpoint(out)
         return
+    occupied = out.exists() and (is_model_dir(out) or (out / CHECKPOINT_DIR).exists())
     if occupied and not force:
         raise CharzooError(
             f"{out} already holds a model or checkpoint; pass --resume to continue it or --force to replace it",
             exit_code=2,
         )
-    if out.exists() and force:
-        for entry in out.iterdir():
-            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    for name in RUN_ENTRIES if force else ():
+        entry = out / name
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        elif entry.exists() or entry.is_symlink():
+            entry.unlink()
     out.mkdir(parents=True, exist_ok=True)
 
 
@@ -400,7 +421,10 @@ def train(
         vocab = Vocab.from_json(state["vocab"])
         config = stored
         saved_train = TrainConfig(**state["train_config"])
-        # A resumed run keeps its data and schedule; only the length and reporting may change.
+        if train_config.epochs is not None:
+            raise CharzooError("a resumed run keeps its schedule; give --steps, not --epochs, to lengthen it", exit_code=2)
+        # A resumed run keeps the settings it started with (data, schedule, reporting); only --steps may
+        # lengthen it.
         train_config = replace(saved_train, steps=train_config.steps or saved_train.steps, epochs=None)
         _check_carry_state(train_config, strategy)
     elif init is not None:
@@ -410,7 +434,7 @@ def train(
         fields = {k: v for k, v in (model_config or {}).items() if v is not None}
         config = ModelConfig(vocab_size=len(vocab), **fields)
 
-    ids = cached_ids(text, vocab, out / IDS_CACHE_DIR)  # memory-mapped, so a large corpus streams from disk
+    ids = cached_ids(text, vocab, out / IDS_CACHE_DIR)  # memory-mapped: batches read windows from the map
     train_ids, val_ids = split_text(ids, train_config.val_fraction)
     val_text, corpus_chars = split_text(text, train_config.val_fraction)[1], len(text)
     del text  # only the validation text is kept, for the final evaluation

@@ -117,7 +117,6 @@ def _write_model_files(charmodel: CharModel, directory: Path) -> None:
     if not model.built:
         model.build_for_loading()
     metadata = {**charmodel.metadata, "params": count_params(model)}
-    weights_tmp = directory / f".{WEIGHTS_FILE}.tmp.weights.h5"
     if getattr(model, "optimizer", None) is not None:
         # A compiled model's .h5 would carry the optimizer's slots too (3x the size for Adam); a model
         # directory holds the model alone, so save an uncompiled twin with the same weights.
@@ -125,8 +124,15 @@ def _write_model_files(charmodel: CharModel, directory: Path) -> None:
         twin.build_for_loading()
         twin.set_weights(model.get_weights())
         model = twin
-    model.save_weights(weights_tmp)
-    os.replace(weights_tmp, directory / WEIGHTS_FILE)
+    fd, weights_tmp = tempfile.mkstemp(dir=directory, prefix=f".{WEIGHTS_FILE}.", suffix=".tmp.weights.h5")
+    os.close(fd)
+    try:
+        model.save_weights(weights_tmp)
+        os.chmod(weights_tmp, _FILE_MODE)
+        os.replace(weights_tmp, directory / WEIGHTS_FILE)
+    except BaseException:
+        Path(weights_tmp).unlink(missing_ok=True)
+        raise
     write_json(directory / VOCAB_FILE, charmodel.vocab.to_json())
     write_json(directory / METADATA_FILE, metadata)
     write_text(directory / CARD_FILE, model_card(charmodel.config, metadata))

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -112,6 +113,8 @@ def test_train_writes_a_model_directory_quietly(cli_model):
     assert_quiet(run.stderr)
     metadata = json.loads((out / "metadata.json").read_text())
     assert metadata["steps"] == 20 and metadata["command"].startswith("charzoo train ")
+    card = (out / "README.md").read_text()  # a local model is no zoo name: its card does not say to pull it
+    assert "charzoo pull" not in card and "charzoo sample path/to/names-cli --prime" in card
 
 
 def test_sample_streams_prime_then_text(cli_model, monkeypatch, capsys):
@@ -241,6 +244,7 @@ def corpora(tmp_path) -> dict[str, Path]:
         ("names", ["--hidden", "-5"], "hidden must be a positive integer, got -5"),
         ("names", ["--batch-size", "-1"], "batch_size must be a positive integer, got -1"),
         ("names", ["--carry-state", "--batch-size", "4096"], "carrying the state needs streams of at least"),
+        ("names", ["--seed", "-1"], "seed must be an integer in [0, 2**32), got -1"),
     ],
 )
 def test_bad_training_input(corpus, flags, fragment, corpora, names_path, tmp_path, monkeypatch, capsys):
@@ -273,6 +277,7 @@ def test_out_that_holds_a_model_is_refused(cli_model, names_path, monkeypatch, c
         (["--temperature", "0"], "temperature must be > 0, got 0.0"),
         (["--top-p", "1.5"], "top-p must be in (0, 1], got 1.5"),
         (["--top-k", "0"], "top-k must be >= 1, got 0"),
+        (["--seed", "-3"], "seed must be >= 0, got -3"),
         (["--prime", "Ma漢"], "'漢' at position 2 is not in the model's vocabulary"),
     ],
 )
@@ -319,27 +324,40 @@ def test_eval_of_a_missing_text(cli_model, tmp_path, monkeypatch, capsys):
 
 
 # === Ctrl-C ===
-def test_ctrl_c_during_training_keeps_the_checkpoint_and_resume_continues(names_path, tmp_path, monkeypatch, capsys):
-    out = tmp_path / "interrupted"
+def press_ctrl_c(args: list, ready: Callable[[], bool], tmp_path: Path) -> tuple[int, str]:
+    """Run `charzoo ARGS`, send SIGINT once `ready()` holds: (exit code, stderr)."""
     stdout, stderr = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
-    command = [sys.executable, "-m", "charzoo", "train", str(names_path), "--out", str(out), *TINY_FLAGS,
-               "--steps", "100000", "--checkpoint-every", "15", "--sample-every", "100000"]
     with open(stdout, "w") as out_file, open(stderr, "w") as err_file:
         # A shell's background jobs (as CI may run us) inherit SIGINT ignored; the user's Ctrl-C is not.
-        process = subprocess.Popen(command, stdout=out_file, stderr=err_file, env=subprocess_env(),
+        process = subprocess.Popen([sys.executable, "-m", "charzoo", *map(str, args)], stdout=out_file,
+                                   stderr=err_file, env=subprocess_env(),
                                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
             deadline = time.monotonic() + 240
-            while not (out / CHECKPOINT_DIR / "state.json").exists():
+            while not ready():
                 assert process.poll() is None, stderr.read_text()
-                assert time.monotonic() < deadline, "no checkpoint within 240 s"
+                assert time.monotonic() < deadline, "not ready within 240 s"
                 time.sleep(0.2)
             process.send_signal(signal.SIGINT)
-            assert process.wait(timeout=120) == 130
+            return process.wait(timeout=120), stderr.read_text()
         finally:
             if process.poll() is None:
                 process.kill()
-    message = stderr.read_text()
+
+
+def test_ctrl_c_during_sampling_says_interrupted(cli_model, tmp_path):
+    out, _ = cli_model
+    code, message = press_ctrl_c(["sample", out, "--length", "100000000"],
+                                 lambda: (tmp_path / "stdout.txt").stat().st_size > 0, tmp_path)
+    assert (code, message) == (130, "charzoo: interrupted\n")
+
+
+def test_ctrl_c_during_training_keeps_the_checkpoint_and_resume_continues(names_path, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "interrupted"
+    code, message = press_ctrl_c(["train", names_path, "--out", out, *TINY_FLAGS, "--steps", "100000",
+                                  "--checkpoint-every", "15", "--sample-every", "100000"],
+                                 lambda: (out / CHECKPOINT_DIR / "state.json").exists(), tmp_path)
+    assert code == 130
     assert message.startswith("charzoo: error: interrupted; the last checkpoint (") and message.count("\n") == 1
     assert "of 100000 steps" in message and "continue with --resume" in message and "Traceback" not in message
 

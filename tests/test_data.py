@@ -56,6 +56,13 @@ def test_other_encodings_and_bom(tmp_path):
     (tmp_path / "bom.txt").write_bytes("\ufeffhello".encode())
     assert read_corpus(tmp_path / "bom.txt") == "hello"
     assert "unknown encoding" in str(corpus_error(tmp_path, b"text", encoding="no-such-codec"))
+    assert "not a text encoding" in str(corpus_error(tmp_path, b"text", encoding="base64"))
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "UTF16", "utf_16_le", "utf-32"])
+def test_wide_encodings_are_not_taken_for_binary(tmp_path, encoding):
+    (tmp_path / "wide.txt").write_bytes("naïve text\n".encode(encoding))
+    assert read_corpus(tmp_path / "wide.txt", encoding=encoding) == "naïve text\n"
 
 
 def test_split_text_takes_the_last_fraction_for_validation():

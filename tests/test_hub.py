@@ -141,6 +141,16 @@ def test_push_again_makes_a_new_commit_and_old_revisions_stay_retrievable(hub, t
     assert pull("alice/history").revision == second.commit
 
 
+def test_a_model_pulled_from_one_repo_and_pushed_to_another_gets_a_card_that_names_the_new_one(
+        hub, tiny_model_dir):
+    from charzoo.hub import pull, push
+
+    push(tiny_model_dir, "alice/origin", token=TOKEN)
+    push(pull("alice/origin").path, "alice/fork", token=TOKEN)
+    card = (pull("alice/fork").path / "README.md").read_text()
+    assert "charzoo pull alice/fork" in card and "alice/origin" not in card
+
+
 def test_an_edited_card_keeps_its_body_under_fresh_front_matter(hub, tiny_model_dir, tmp_path):
     from charzoo.hub import pull, push
 
@@ -267,6 +277,20 @@ def test_zoo_name_pull_rejects_a_revision(hub, published, zoo):
     register_bundled("tiny", pulled, repo_id=repo_id, revision=commit)
     with pytest.raises(CharzooError, match=rf"pinned to one commit; to pull another, use {repo_id}@main"):
         pull("tiny", revision="main")
+
+
+def test_registering_other_files_drops_the_hub_pin(hub, published, zoo, tiny_model_dir, tmp_path):
+    from charzoo.hub import pull
+    from charzoo.registry import register_bundled
+
+    repo_id, commit, pulled = published
+    register_bundled("tiny", pulled, repo_id=repo_id, revision=commit)
+    assert register_bundled("tiny", pulled).revision == commit  # the same files: still the pushed commit
+    entry = register_bundled("tiny", retrained_copy(tiny_model_dir, tmp_path / "newer"))
+    assert (entry.repo_id, entry.revision) == (repo_id, None)  # retrained: on the Hub only once pushed again
+    lines = []
+    assert pull("tiny", on_source=lines.append).source == "bundled"
+    assert lines == [f"tiny: bundled copy {zoo / 'tiny'} (not published on the Hub yet)"]
 
 
 def test_zoo_on_the_cli_offline_unreachable_and_corrupt(hub, published, zoo, cli_env, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import warnings
 from dataclasses import replace
 
@@ -118,12 +119,15 @@ def test_refuses_an_out_that_holds_a_model_unless_forced(uninterrupted, names_pa
     assert (out / WEIGHTS_FILE).read_bytes() == before
 
     forced = tmp_path / "forced"
-    train("ab" * 200, forced, model_config=TINY, train_config=TrainConfig(seq_len=8, batch_size=2, steps=2), verbose=0)
-    (forced / "stray.txt").write_text("from the old run")
-    result = train("xyz" * 200, forced, model_config=TINY, force=True,
-                   train_config=TrainConfig(seq_len=8, batch_size=2, steps=2), verbose=0)
-    assert result.vocab.chars == ("x", "y", "z") and not (forced / "stray.txt").exists()
-    assert load_dir(forced).vocab == result.vocab
+    short = TrainConfig(seq_len=8, batch_size=2, steps=2, sample_every=1)
+    train("ab" * 200, forced, model_config=TINY, train_config=short, verbose=0)
+    (forced / "notes.txt").write_text("the user's, not the run's")
+    result = train("xyz" * 200, forced, model_config=TINY, force=True, train_config=short, verbose=0)
+    assert result.vocab.chars == ("x", "y", "z")
+    assert load_dir(forced).vocab == result.vocab and load_checkpoint(forced).vocab == result.vocab
+    samples = [s for _, s in logged_samples(forced)]
+    assert samples and all(set(s) <= set("xyz") for s in samples)  # no sample of the old run is left
+    assert (forced / "notes.txt").read_text() == "the user's, not the run's"  # --force removes the run's files only
 
 
 def test_resume_checks_the_corpus_and_the_model_flags(interrupted, names_path, tmp_path):
@@ -134,6 +138,24 @@ def test_resume_checks_the_corpus_and_the_model_flags(interrupted, names_path, t
         train(other, out, resume=True, verbose=0)
     with pytest.raises(CharzooError, match="trained with hidden=32, not 64") as info:
         train(names_path, out, model_config={"hidden": 64}, resume=True, verbose=0)
+    assert info.value.exit_code == 2
+
+
+def test_only_a_resume_puts_back_a_checkpoint_that_a_crash_left_half_saved(interrupted, names_path, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(interrupted[0], out)
+    (out / CHECKPOINT_DIR).rename(out / ".checkpoint.old")  # a crash between save_checkpoint's two renames
+    with pytest.raises(CharzooError, match="no checkpoint"):
+        load_checkpoint(out)  # a reader, say `charzoo eval` on a run still training, moves nothing
+    assert (out / ".checkpoint.old").is_dir() and not (out / CHECKPOINT_DIR).exists()
+    resumed = train(names_path, out, train_config=RESUME_CONFIG, resume=True, verbose=0)
+    assert [h["step"] for h in resumed.metadata["history"]] == [20, 40]
+    assert not (out / ".checkpoint.old").exists()
+
+
+def test_resume_keeps_the_schedule(interrupted, names_path):
+    with pytest.raises(CharzooError, match="give --steps, not --epochs") as info:
+        train(names_path, interrupted[0], train_config=TrainConfig(epochs=2), resume=True, verbose=0)
     assert info.value.exit_code == 2
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import stat
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,6 +123,20 @@ def test_failed_save_leaves_nothing_behind(tiny_model, tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         save_pretrained(tiny_model, parent / "m")
     assert list(parent.iterdir()) == []  # neither the target nor a temp directory
+
+
+def test_failed_overwrite_keeps_the_old_weights_and_leaves_no_temp_file(tiny_model, tmp_path, monkeypatch):
+    saved = save_pretrained(tiny_model, tmp_path / "m")
+    before = sorted(p.name for p in saved.iterdir()), (saved / WEIGHTS_FILE).read_bytes()
+
+    def disk_full(self, path, *args, **kwargs):
+        Path(path).write_bytes(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(type(tiny_model.model), "save_weights", disk_full)
+    with pytest.raises(OSError, match="disk full"):
+        save_pretrained(tiny_model, saved, overwrite=True)  # a training run's final save goes this way
+    assert (sorted(p.name for p in saved.iterdir()), (saved / WEIGHTS_FILE).read_bytes()) == before
 
 
 def test_saved_files_are_world_readable(tiny_model, tmp_path):

@@ -83,7 +83,7 @@ _TRAINING_FLAGS: dict[str, tuple[Any, Any, str]] = {
     "patience": (Optional[int], None, "Stop early after P checkpoints without a better val loss."),
     "seed": (int, 0, "Random seed (weights, data order, samples)."),
     "carry_state": (bool, False, "Carry the recurrent state from batch to batch (char-rnn's truncated BPTT)."),
-    "resume": (bool, False, "Continue from the checkpoint in --out."),
+    "resume": (bool, False, "Continue from the checkpoint in --out, with its settings (--steps may lengthen it)."),
     "force": (bool, False, "Replace a model already in --out."),
     "encoding": (str, "utf-8", "Text encoding of the corpus."),
     "errors": (str, "strict", "Decoding errors: strict, or replace to substitute U+FFFD."),

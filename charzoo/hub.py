@@ -67,12 +67,19 @@ def pull(
         force: download again even if the cache has the files.
         on_source: called with one line saying where the model came from (and why it fell back).
     """
+    from charzoo.zoo import is_model_dir, is_run_in_progress
+
     report = on_source or (lambda line: None)
-    if Path(model).expanduser().is_dir():
+    path = Path(model).expanduser()
+    zoo_name = "/" not in model and "@" not in model
+    # A directory wins, unless it holds no model and the name is a zoo model's: `charzoo sample linux` run
+    # beside a folder of kernel source still means the zoo's linux model.
+    if path.is_dir() and (is_model_dir(path) or is_run_in_progress(path) or not (
+            zoo_name and model in registry.read_registry())):
         if revision is not None:
             raise CharzooError(f"--revision applies to Hub repo ids, not to the directory {model}", exit_code=2)
-        return PullResult(Path(model).expanduser(), "local", None)
-    if "/" not in model and "@" not in model:
+        return PullResult(path, "local", None)
+    if zoo_name:
         entry = registry.lookup(model)
         if revision is not None:
             raise CharzooError(

@@ -269,6 +269,24 @@ def test_zoo_entries_without_weights_or_without_a_hub_commit(hub, zoo, tiny_mode
     assert json.loads((zoo / "registry.json").read_text())["later"]["repo_id"] == "charzoo/later"  # kept
 
 
+def test_a_folder_that_holds_no_model_does_not_hide_a_zoo_name(hub, zoo, tiny_model_dir, tmp_path, monkeypatch):
+    from charzoo.hub import pull
+    from charzoo.registry import register_bundled
+    from charzoo.zoo import load
+
+    register_bundled("kernel", tiny_model_dir)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "kernel").mkdir()
+    (tmp_path / "kernel" / "input.txt").write_text("int main(void);\n")  # say, a corpus folder
+    assert (pull("kernel").source, pull("kernel").path) == ("bundled", zoo / "kernel")
+    shutil.rmtree(tmp_path / "kernel")
+    shutil.copytree(tiny_model_dir, tmp_path / "kernel")  # a model directory of the same name is what it says
+    assert (pull("kernel").source, pull("kernel").path) == ("local", Path("kernel"))
+    (tmp_path / "notes").mkdir()
+    with pytest.raises(CharzooError, match=r"notes is not a model directory \(no config.json\)"):
+        load("notes")  # no zoo model has that name: the folder is what was meant, and it is no model
+
+
 def test_zoo_name_pull_rejects_a_revision(hub, published, zoo):
     from charzoo.hub import pull
     from charzoo.registry import register_bundled

@@ -39,7 +39,7 @@ from charzoo.models import CharRNN, ModelConfig
 from charzoo.vocab import Vocab
 from charzoo.zoo import (
     CHECKPOINT_DIR, IDS_CACHE_DIR, MODEL_FILES, OPTIONAL_FILES, SAMPLES_FILE, STATE_FILE, WEIGHTS_FILE, CharModel,
-    is_model_dir, load_weights, save_pretrained, write_json,
+    is_model_dir, load_weights, save_pretrained, write_json, write_text,
 )
 
 OPTIMIZER_FILE = "optimizer.npz"
@@ -258,6 +258,16 @@ def _recover_checkpoint(out: Path) -> None:
         os.rename(old, out / CHECKPOINT_DIR)
 
 
+def _forget_samples_after(path: Path, step: int) -> None:
+    """Drop the samples logged after the checkpoint a run resumes from: it logs those steps again."""
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [line for line in lines if json.loads(line)["step"] <= step]
+    if len(kept) < len(lines):
+        write_text(path, "".join(kept))
+
+
 def read_checkpoint_state(out: Path) -> dict[str, Any]:
     path = out / CHECKPOINT_DIR / STATE_FILE
     if not path.is_file():
@@ -421,6 +431,7 @@ def train(
         vocab = Vocab.from_json(state["vocab"])
         config = stored
         saved_train = TrainConfig(**state["train_config"])
+        _forget_samples_after(out / SAMPLES_FILE, state["step"])
         if train_config.epochs is not None:
             raise CharzooError("a resumed run keeps its schedule; give --steps, not --epochs, to lengthen it", exit_code=2)
         # A resumed run keeps the settings it started with (data, schedule, reporting); only --steps may

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import warnings
 from dataclasses import replace
 
@@ -38,14 +37,19 @@ def uninterrupted(tmp_path_factory, names_path):
     return out, train(names_path, out, model_config=TINY, train_config=RESUME_CONFIG, verbose=0)
 
 
-@pytest.fixture(scope="module")
-def interrupted(tmp_path_factory, names_path):
-    """The same run, stopped by Ctrl-C right after its first checkpoint: (out, the CharzooError raised)."""
-    out = tmp_path_factory.mktemp("interrupted") / "run"
+def interrupt(out, names_path) -> CharzooError:
+    """Run the same training into `out`, stopped by Ctrl-C right after its first checkpoint."""
     with interrupt_after_first_checkpoint():
         with pytest.raises(CharzooError) as info:
             train(names_path, out, model_config=TINY, train_config=RESUME_CONFIG, verbose=0)
-    return out, info.value
+    return info.value
+
+
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory, names_path):
+    """(out, the CharzooError raised) of an interrupted run; `test_resumed_run_...` finishes it."""
+    out = tmp_path_factory.mktemp("interrupted") / "run"
+    return out, interrupt(out, names_path)
 
 
 def test_val_loss_falls_well_below_unigram_entropy(tmp_path, names_path):
@@ -141,9 +145,9 @@ def test_resume_checks_the_corpus_and_the_model_flags(interrupted, names_path, t
     assert info.value.exit_code == 2
 
 
-def test_only_a_resume_puts_back_a_checkpoint_that_a_crash_left_half_saved(interrupted, names_path, tmp_path):
+def test_only_a_resume_puts_back_a_checkpoint_that_a_crash_left_half_saved(names_path, tmp_path):
     out = tmp_path / "run"
-    shutil.copytree(interrupted[0], out)
+    interrupt(out, names_path)
     (out / CHECKPOINT_DIR).rename(out / ".checkpoint.old")  # a crash between save_checkpoint's two renames
     with pytest.raises(CharzooError, match="no checkpoint"):
         load_checkpoint(out)  # a reader, say `charzoo eval` on a run still training, moves nothing
@@ -151,6 +155,15 @@ def test_only_a_resume_puts_back_a_checkpoint_that_a_crash_left_half_saved(inter
     resumed = train(names_path, out, train_config=RESUME_CONFIG, resume=True, verbose=0)
     assert [h["step"] for h in resumed.metadata["history"]] == [20, 40]
     assert not (out / ".checkpoint.old").exists()
+
+
+def test_samples_logged_after_the_checkpoint_are_not_logged_twice(uninterrupted, names_path, tmp_path):
+    out = tmp_path / "run"
+    interrupt(out, names_path)
+    with open(out / SAMPLES_FILE, "a") as f:  # Ctrl-C came after a sample at step 30, before the next checkpoint
+        f.write(json.dumps({"step": 30, "loss": 1.0, "sample": "from before the Ctrl-C"}) + "\n")
+    train(names_path, out, train_config=RESUME_CONFIG, resume=True, verbose=0)
+    assert logged_samples(out) == logged_samples(uninterrupted[0])
 
 
 def test_resume_keeps_the_schedule(interrupted, names_path):

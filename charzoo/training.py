@@ -362,7 +362,9 @@ def check_windows(train_chars: int, val_chars: int, config: TrainConfig) -> int:
 def _text_and_sha(corpus: str | Path, encoding: str, errors: str) -> tuple[str, str, str]:
     """(text, sha256, name) of a corpus given as a path or as the text itself."""
     if isinstance(corpus, Path):
-        return read_corpus(corpus, encoding=encoding, errors=errors), sha256_file(corpus), corpus.parent.name or corpus.stem
+        # char-rnn's data/<name>/input.txt layout names a corpus by its folder; any other file by its own name
+        name = corpus.parent.name if corpus.name == "input.txt" and corpus.parent.name else corpus.stem
+        return read_corpus(corpus, encoding=encoding, errors=errors), sha256_file(corpus), name
     if not corpus.strip():
         raise CharzooError("corpus text is empty", exit_code=2)
     return corpus, hashlib.sha256(corpus.encode("utf-8")).hexdigest(), "text"

@@ -114,6 +114,14 @@ def test_finished_run_is_a_complete_model_directory(uninterrupted, names_path):
     assert load_dir(out).config == result.config
 
 
+def test_a_corpus_is_named_by_its_folder_only_in_char_rnns_layout(names_path, tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "poems.txt").write_text(names_path.read_text())
+    result = train(tmp_path / "data" / "poems.txt", tmp_path / "out", model_config=TINY,
+                   train_config=TrainConfig(seq_len=8, batch_size=2, steps=1), verbose=0)
+    assert result.metadata["corpus"]["name"] == "poems"  # names_path, .../names/input.txt, is "names" (above)
+
+
 def test_refuses_an_out_that_holds_a_model_unless_forced(uninterrupted, names_path, tmp_path):
     out, _ = uninterrupted
     before = (out / WEIGHTS_FILE).read_bytes()

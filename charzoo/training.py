@@ -43,6 +43,7 @@ from charzoo.zoo import (
 )
 
 OPTIMIZER_FILE = "optimizer.npz"
+OLD_CHECKPOINT_DIR = ".checkpoint.old"  # the previous checkpoint, for the moment save_checkpoint swaps them
 
 
 @dataclass(frozen=True)
@@ -235,7 +236,7 @@ def save_checkpoint(model: CharRNN | CarriedState, out: Path, state: dict[str, A
         np.savez(tmp / OPTIMIZER_FILE, **arrays)
         write_json(tmp / STATE_FILE, state)
         final = out / CHECKPOINT_DIR
-        old = out / ".checkpoint.old"
+        old = out / OLD_CHECKPOINT_DIR
         if final.exists():
             shutil.rmtree(old, ignore_errors=True)
             os.rename(final, old)
@@ -252,7 +253,7 @@ def _recover_checkpoint(out: Path) -> None:
     Only the run that owns `out` may do this, when it resumes: a reader (`charzoo eval` on a run still
     training) could otherwise move a checkpoint back while the trainer is between the renames.
     """
-    old = out / ".checkpoint.old"
+    old = out / OLD_CHECKPOINT_DIR
     if not (out / CHECKPOINT_DIR / STATE_FILE).is_file() and (old / STATE_FILE).is_file():
         shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
         os.rename(old, out / CHECKPOINT_DIR)
@@ -310,7 +311,7 @@ def restore_checkpoint(model: CharRNN | CarriedState, out: Path) -> None:
 
 
 # What a run writes into --out; `force` removes these and nothing else.
-RUN_ENTRIES = (*MODEL_FILES, *OPTIONAL_FILES, CHECKPOINT_DIR, ".checkpoint.old", IDS_CACHE_DIR)
+RUN_ENTRIES = (*MODEL_FILES, *OPTIONAL_FILES, CHECKPOINT_DIR, OLD_CHECKPOINT_DIR, IDS_CACHE_DIR)
 
 
 def prepare_output(out: Path, *, resume: bool, force: bool) -> None:
@@ -329,12 +330,12 @@ def prepare_output(out: Path, *, resume: bool, force: bool) -> None:
             f"{out} already holds a model or checkpoint; pass --resume to continue it or --force to replace it",
             exit_code=2,
         )
-    for name in RUN_ENTRIES if force else ():
-        entry = out / name
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        elif entry.exists() or entry.is_symlink():
-            entry.unlink()
+    if force:
+        for entry in (out / name for name in RUN_ENTRIES):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            elif entry.exists() or entry.is_symlink():
+                entry.unlink()
     out.mkdir(parents=True, exist_ok=True)
 
 
@@ -406,6 +407,8 @@ def train(
     train_config = train_config or TrainConfig()
     _check_carry_state(train_config, strategy)
     text, sha256, corpus_name = _text_and_sha(Path(corpus) if isinstance(corpus, os.PathLike) else corpus, encoding, errors)
+    if resume and train_config.epochs is not None:
+        raise CharzooError("a resumed run keeps its schedule; give --steps, not --epochs, to lengthen it", exit_code=2)
     if not resume:  # check what can be checked before touching --out, so bad input leaves nothing behind
         val_chars = int(round(len(text) * train_config.val_fraction))  # as split_text cuts, without copying
         check_windows(len(text) - val_chars, val_chars, train_config)
@@ -434,8 +437,6 @@ def train(
         config = stored
         saved_train = TrainConfig(**state["train_config"])
         _forget_samples_after(out / SAMPLES_FILE, state["step"])
-        if train_config.epochs is not None:
-            raise CharzooError("a resumed run keeps its schedule; give --steps, not --epochs, to lengthen it", exit_code=2)
         # A resumed run keeps the settings it started with (data, schedule, reporting); only --steps may
         # lengthen it.
         train_config = replace(saved_train, steps=train_config.steps or saved_train.steps, epochs=None)

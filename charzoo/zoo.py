@@ -97,11 +97,16 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def write_text(path: Path, text: str) -> None:
+    replace_atomically(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def replace_atomically(path: Path, write: Callable[[str], Any], suffix: str = ".tmp") -> None:
+    """Have `write` fill a temp file beside `path`, then rename it over `path`; on failure remove it."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        write(tmp)
         os.chmod(tmp, _FILE_MODE)  # mkstemp creates 0600; a model directory is meant to be shared
         os.replace(tmp, path)
     except BaseException:
@@ -124,15 +129,7 @@ def _write_model_files(charmodel: CharModel, directory: Path) -> None:
         twin.build_for_loading()
         twin.set_weights(model.get_weights())
         model = twin
-    fd, weights_tmp = tempfile.mkstemp(dir=directory, prefix=f".{WEIGHTS_FILE}.", suffix=".tmp.weights.h5")
-    os.close(fd)
-    try:
-        model.save_weights(weights_tmp)
-        os.chmod(weights_tmp, _FILE_MODE)
-        os.replace(weights_tmp, directory / WEIGHTS_FILE)
-    except BaseException:
-        Path(weights_tmp).unlink(missing_ok=True)
-        raise
+    replace_atomically(directory / WEIGHTS_FILE, model.save_weights, suffix=".tmp.weights.h5")  # Keras wants that suffix
     write_json(directory / VOCAB_FILE, charmodel.vocab.to_json())
     write_json(directory / METADATA_FILE, metadata)
     write_text(directory / CARD_FILE, model_card(charmodel.config, metadata))

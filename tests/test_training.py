@@ -13,7 +13,7 @@ import pytest
 from charzoo.data import read_corpus, sha256_file, split_text
 from charzoo.errors import CharzooError
 from charzoo.models import CharRNN, ModelConfig
-from charzoo.training import CarriedState, TrainConfig, load_checkpoint, train
+from charzoo.training import OLD_CHECKPOINT_DIR, CarriedState, TrainConfig, load_checkpoint, train
 from charzoo.zoo import CHECKPOINT_DIR, MODEL_FILES, SAMPLES_FILE, WEIGHTS_FILE, load, load_dir, load_weights
 from conftest import TINY, interrupt_after_first_checkpoint
 
@@ -156,13 +156,13 @@ def test_resume_checks_the_corpus_and_the_model_flags(interrupted, names_path, t
 def test_only_a_resume_puts_back_a_checkpoint_that_a_crash_left_half_saved(names_path, tmp_path):
     out = tmp_path / "run"
     interrupt(out, names_path)
-    (out / CHECKPOINT_DIR).rename(out / ".checkpoint.old")  # a crash between save_checkpoint's two renames
+    (out / CHECKPOINT_DIR).rename(out / OLD_CHECKPOINT_DIR)  # a crash between save_checkpoint's two renames
     with pytest.raises(CharzooError, match="no checkpoint"):
         load_checkpoint(out)  # a reader, say `charzoo eval` on a run still training, moves nothing
-    assert (out / ".checkpoint.old").is_dir() and not (out / CHECKPOINT_DIR).exists()
+    assert (out / OLD_CHECKPOINT_DIR).is_dir() and not (out / CHECKPOINT_DIR).exists()
     resumed = train(names_path, out, train_config=RESUME_CONFIG, resume=True, verbose=0)
     assert [h["step"] for h in resumed.metadata["history"]] == [20, 40]
-    assert not (out / ".checkpoint.old").exists()
+    assert not (out / OLD_CHECKPOINT_DIR).exists()
 
 
 def test_samples_logged_after_the_checkpoint_are_not_logged_twice(uninterrupted, names_path, tmp_path):
